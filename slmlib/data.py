@@ -1,0 +1,313 @@
+"""Story files on disk, the real TinyStories reader, and batches for training.
+
+Files use the TinyStoriesV2 text format: stories separated by a line `<|endoftext|>`.
+The course's own splits live in data/ (train 10,000, val 1,000, test 1,000 stories, each
+from its own generator seed); level N trains on the first N train stories.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import os
+import re
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import corpus
+from .paths import DATA_DIR
+from .tokenizer import EOT_ID, EOT_TEXT, Vocab, gpt2
+
+SPLIT_SEEDS = {"train": 1, "val": 2, "test": 3}
+SPLIT_SIZES = {"train": 10_000, "val": 1_000, "test": 1_000}
+STATS_FILE = "stats.json"
+REBUILD_HINT = "Regenerate the course data with `python -m slmlib data build` (or `git checkout -- data/`)."
+
+TINYSTORIES_URL = "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main/"
+TINYSTORIES_FILES = {"train": "TinyStoriesV2-GPT4-train.txt", "valid": "TinyStoriesV2-GPT4-valid.txt"}
+
+
+class DataFileError(RuntimeError):
+    """A story file is missing, empty or unreadable; the message says how to fix it."""
+
+
+class DownloadError(RuntimeError):
+    """TinyStories could not be downloaded (usually: no internet)."""
+
+
+def split_path(split: str, data_dir: Path | str = DATA_DIR) -> Path:
+    if split not in SPLIT_SEEDS:
+        raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLIT_SEEDS)}")
+    return Path(data_dir) / f"stories_{split}.txt"
+
+
+# ---------------------------------------------------------------- reading and writing files
+
+def iter_stories(path: Path | str, limit: int | None = None, hint: str = REBUILD_HINT) -> Iterator[str]:
+    """Stories from a TinyStoriesV2-format file, streamed (the real train file is 2 GB)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileError(f"story file not found: {path}. {hint}")
+    count, lines = 0, []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if line.strip() == EOT_TEXT:
+                    story = "".join(lines).strip()
+                    lines = []
+                    if story:
+                        yield story
+                        count += 1
+                        if limit is not None and count >= limit:
+                            return
+                else:
+                    lines.append(line)
+    except UnicodeDecodeError as e:
+        raise DataFileError(f"story file {path} is not UTF-8 text ({e.reason} at byte {e.start}). {hint}") from None
+    story = "".join(lines).strip()
+    if story and (limit is None or count < limit):
+        yield story
+        count += 1
+    if count == 0:
+        raise DataFileError(f"story file {path} holds no stories (it is empty). {hint}")
+
+
+def read_stories(path: Path | str, limit: int | None = None, hint: str = REBUILD_HINT) -> list[str]:
+    return list(iter_stories(path, limit, hint))
+
+
+def format_stories(stories: Sequence[str]) -> str:
+    return "".join(f"{s}\n{EOT_TEXT}\n" for s in stories)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temp file + rename, so an interrupted write never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------- building the course data
+
+def words_of(text: str) -> list[str]:
+    """Lower-case words (letters only), the unit the data sheet and word metrics count."""
+    return re.findall(r"[a-z]+", text.lower())
+
+
+def floor_nats_per_token(stories: Sequence[corpus.Story]) -> float:
+    """The generator's own entropy, per GPT-2 token (one <|endoftext|> counted per story)."""
+    tokens = sum(len(ids) + 1 for ids in gpt2().encode_ordinary_batch([s.text for s in stories]))
+    return -sum(s.logprob for s in stories) / tokens
+
+
+def fresh_stories(n: int, seed: int = 2026) -> list[corpus.Story]:
+    """Brand-new stories from the generator (seeds 1-3 are the committed splits)."""
+    if seed in SPLIT_SEEDS.values():
+        raise ValueError(f"seed {seed} is used by a committed split; pick another seed")
+    return corpus.generate_stories(n, seed)
+
+
+def text_stats(texts: Sequence[str], logprobs: Sequence[float] | None = None) -> dict:
+    ids = gpt2().encode_ordinary_batch(list(texts))
+    tokens = sum(len(x) + 1 for x in ids)
+    words = [w for t in texts for w in words_of(t)]
+    out = {"stories": len(texts), "gpt2_tokens": tokens, "words": len(words),
+           "distinct_words": len(set(words))}
+    if logprobs is not None:
+        out["floor_nats_per_token"] = round(-sum(logprobs) / tokens, 4)
+    return out
+
+
+def build_splits(data_dir: Path | str = DATA_DIR, progress: bool = True) -> dict:
+    """Regenerate the committed splits and data/stats.json (byte-identical every time)."""
+    from .config import LEVELS  # here, not at the top: config does not depend on data
+
+    data_dir = Path(data_dir)
+    stats: dict = {"generator_seeds": SPLIT_SEEDS, "splits": {}, "levels": {}}
+    all_texts: list[str] = []
+    for split, n in SPLIT_SIZES.items():
+        stories = corpus.generate_stories(n, SPLIT_SEEDS[split])
+        text = format_stories([s.text for s in stories])
+        write_atomic(split_path(split, data_dir), text)
+        texts = [s.text for s in stories]
+        all_texts += texts
+        stats["splits"][split] = text_stats(texts, [s.logprob for s in stories]) | {
+            "sha256": hashlib.sha256(text.encode()).hexdigest()}
+        if split == "train":
+            for cfg in LEVELS.values():
+                sub = stories[: cfg.stories]
+                stats["levels"][cfg.name] = text_stats([s.text for s in sub], [s.logprob for s in sub])
+        if progress:
+            print(f"wrote {split_path(split, data_dir)}: {n} stories")
+    vocab = Vocab.from_texts(all_texts)
+    stats["compact_vocab_size"] = len(vocab)
+    stats["generator_vocabulary_words"] = len(corpus.vocabulary())
+    write_atomic(data_dir / STATS_FILE, json.dumps(stats, indent=2) + "\n")
+    return stats
+
+
+def load_stats(data_dir: Path | str = DATA_DIR) -> dict:
+    path = Path(data_dir) / STATS_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataFileError(f"data statistics not found: {path}. {REBUILD_HINT}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataFileError(f"data statistics file {path} is corrupt ({e}). {REBUILD_HINT}") from None
+
+
+# ---------------------------------------------------------------- token streams for training
+
+@functools.cache
+def _course_split_texts(split: str, data_dir: str) -> tuple[str, ...]:
+    return tuple(read_stories(split_path(split, data_dir)))
+
+
+@functools.cache
+def _course_vocab(data_dir: str) -> Vocab:
+    texts = [t for s in SPLIT_SEEDS for t in _course_split_texts(s, data_dir)]
+    return Vocab.from_texts(texts)
+
+
+def to_token_tensor(texts: Sequence[str], vocab: Vocab) -> torch.Tensor:
+    """One stream: story, <|endoftext|>, story, <|endoftext|>, ... as compact ids."""
+    stream: list[int] = []
+    for ids in gpt2().encode_ordinary_batch(list(texts)):
+        stream += ids
+        stream.append(EOT_ID)
+    return torch.tensor(vocab.from_gpt2(stream), dtype=torch.long)
+
+
+@dataclass
+class LevelData:
+    """Everything a training run reads: token streams, vocabulary, and what they came from."""
+
+    vocab: Vocab
+    train_texts: list[str]
+    val_texts: list[str]
+    test_texts: list[str]
+    source: str
+    floor: dict = field(default_factory=dict)  # nats/token per split, when known
+    train: torch.Tensor = field(init=False)
+    val: torch.Tensor = field(init=False)
+    test: torch.Tensor = field(init=False)
+
+    def __post_init__(self):
+        self.train = to_token_tensor(self.train_texts, self.vocab)
+        self.val = to_token_tensor(self.val_texts, self.vocab)
+        self.test = to_token_tensor(self.test_texts, self.vocab)
+
+    def stats(self) -> dict:
+        return {"source": self.source, "stories": len(self.train_texts),
+                "train_tokens": int(self.train.numel()), "val_tokens": int(self.val.numel()),
+                "vocab_size": len(self.vocab), "full_vocab": self.vocab.full,
+                "floor": dict(self.floor)}
+
+
+def load_data(config, data_dir: Path | str = DATA_DIR) -> LevelData:
+    """The data for one level: its first `config.stories` train stories, val and test."""
+    if config.corpus != "stories":
+        return load_tinystories(config.corpus, config.stories, full_vocab=config.full_vocab)
+    data_dir = str(Path(data_dir).resolve())
+    train = list(_course_split_texts("train", data_dir))
+    if config.stories > len(train):
+        raise ValueError(f"level {config.name} wants {config.stories} stories but the train split "
+                         f"has {len(train)}. {REBUILD_HINT}")
+    vocab = Vocab([], full=True) if config.full_vocab else _course_vocab(data_dir)
+    floor = {}
+    try:
+        stats = load_stats(data_dir)
+        floor = {"val": stats["splits"]["val"]["floor_nats_per_token"],
+                 "test": stats["splits"]["test"]["floor_nats_per_token"]}
+        if config.name in stats["levels"] and stats["levels"][config.name]["stories"] == config.stories:
+            floor["train"] = stats["levels"][config.name]["floor_nats_per_token"]
+    except (DataFileError, KeyError):
+        pass  # the floor is a teaching aid; training works without it
+    return LevelData(vocab, train[: config.stories], list(_course_split_texts("val", data_dir)),
+                     list(_course_split_texts("test", data_dir)), source="course stories", floor=floor)
+
+
+# ---------------------------------------------------------------- real TinyStories
+
+def load_tinystories(folder: Path | str, n_train: int, n_val: int = 1000, n_test: int = 1000,
+                     full_vocab: bool = False) -> LevelData:
+    """Real TinyStories: the first n_train stories of the train file; val and test from the valid file."""
+    folder = Path(folder)
+    hint = (f"Put {TINYSTORIES_FILES['train']} and {TINYSTORIES_FILES['valid']} in {folder} "
+            f"(`python -m slmlib data download-tinystories --dest {folder}` on a machine with internet).")
+    train = read_stories(folder / TINYSTORIES_FILES["train"], n_train, hint)
+    valid = read_stories(folder / TINYSTORIES_FILES["valid"], n_val + n_test, hint)
+    if len(valid) < 2:
+        raise DataFileError(f"{folder / TINYSTORIES_FILES['valid']} needs at least 2 stories. {hint}")
+    n_val = min(n_val, len(valid) // 2)
+    val, test = valid[:n_val], valid[n_val: n_val + n_test]
+    vocab = Vocab([], full=True) if full_vocab else Vocab.from_texts(train + val + test)
+    return LevelData(vocab, train, val, test, source=f"TinyStories ({folder})")
+
+
+def download_tinystories(dest: Path | str = DATA_DIR / "tinystories", which: Sequence[str] = ("valid",),
+                         base_url: str = TINYSTORIES_URL, timeout: float = 30) -> list[Path]:
+    """Download TinyStoriesV2 files (valid: 22 MB, train: 2.2 GB). Needs the internet."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for key in which:
+        if key not in TINYSTORIES_FILES:
+            raise ValueError(f"unknown TinyStories file {key!r}; choose from {', '.join(TINYSTORIES_FILES)}")
+        name = TINYSTORIES_FILES[key]
+        target, url = dest / name, base_url + name
+        if target.is_file() and target.stat().st_size > 0:
+            paths.append(target)
+            continue
+        tmp = target.with_suffix(".part")
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
+                while chunk := r.read(1 << 20):
+                    f.write(chunk)
+        except (urllib.error.URLError, OSError) as e:
+            tmp.unlink(missing_ok=True)
+            raise DownloadError(
+                f"could not download {url} ({getattr(e, 'reason', e)}). This needs the internet. "
+                f"Offline, the course trains on its own stories (the default); to use TinyStories, "
+                f"download {name} on a connected machine and copy it to {target}."
+            ) from None
+        os.replace(tmp, target)
+        paths.append(target)
+    return paths
+
+
+# ---------------------------------------------------------------- batches
+
+def get_batch(tokens: torch.Tensor, batch_size: int, block_size: int,
+              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random windows: x is block_size tokens, y the same window shifted by one."""
+    if tokens.numel() <= block_size:
+        raise ValueError(f"only {tokens.numel()} tokens, need more than block_size={block_size}")
+    starts = torch.randint(tokens.numel() - block_size, (batch_size,), generator=generator)
+    offsets = torch.arange(block_size + 1)
+    windows = tokens[starts[:, None] + offsets]
+    return windows[:, :-1], windows[:, 1:]
+
+
+def eval_windows(tokens: torch.Tensor, n_windows: int, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed windows spread evenly over the split, so every run is measured on the same text."""
+    last = tokens.numel() - block_size - 1
+    if last < 0:
+        raise ValueError(f"only {tokens.numel()} tokens, need more than block_size={block_size}")
+    n = max(1, min(n_windows, math.ceil((last + 1) / block_size)))  # no more than cover the split
+    starts = torch.linspace(0, last, n).round().long()
+    windows = tokens[starts[:, None] + torch.arange(block_size + 1)]
+    return windows[:, :-1], windows[:, 1:]
