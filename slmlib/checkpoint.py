@@ -118,17 +118,16 @@ def model_from_checkpoint(ckpt: dict, path: Path | str = "<checkpoint>") -> tupl
 
 
 def load_model(path: Path | str | None = None, level: str | int | None = None,
-               device: str = "cpu") -> tuple[TinyGPT, dict]:
+               device: str = "cpu", train_hint: str | None = None) -> tuple[TinyGPT, dict]:
     """Load a saved model -> (model, info). Give a path, or a level for its default path."""
     if path is None:
         if level is None:
             raise ValueError("give a checkpoint path or a level")
         cfg = get_level(level)
         path = default_path(cfg)
-        hint = f"Train it first: `python -m slmlib train --level {cfg.name}` (or run its lesson notebook)."
-    else:
-        hint = None
-    ckpt = read_checkpoint(path, hint)
+        train_hint = train_hint or (f"Train it first: `python -m slmlib train --level {cfg.name}` "
+                                    "(or run its lesson notebook).")
+    ckpt = read_checkpoint(path, train_hint)
     model, config, vocab = model_from_checkpoint(ckpt, path)
     from .train import History  # train imports this module; import here to avoid a cycle
 

@@ -1,0 +1,57 @@
+# SLM Course. The two commands that matter:
+#   make course   set everything up, then run every lesson notebook with papermill (full settings)
+#   make test     set everything up, then run all tests (pytest + nbval, notebooks in smoke mode)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+KERNEL := slm-course
+STAMP  := $(VENV)/.installed
+
+.PHONY: help course test lab bench browser-test data exercises clean
+
+help:
+	@echo "make course        run all lessons end to end (outputs/executed/, models/, outputs/)"
+	@echo "make test          run all tests (about 4 minutes on 2 cores)"
+	@echo "make lab           open the lessons in JupyterLab"
+	@echo "make bench         speed benchmarks (benchmarks/results/)"
+	@echo "make browser-test  click through the widgets in a real JupyterLab + Chromium"
+	@echo "make data          regenerate data/ (byte-identical)"
+	@echo "make exercises     rebuild exercises/ from solutions/"
+	@echo "make clean         remove the venv, trained models and outputs"
+
+# The venv: pinned requirements, slmlib installed editable, and a Jupyter kernel that lives
+# inside the venv (so papermill, nbval and JupyterLab never pick up a stray system kernel).
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python 3 (SLM Course)"
+	touch $(STAMP)
+
+$(VENV): $(STAMP)
+
+course: $(STAMP)
+	$(BIN)/python -m slmlib course
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not browser" tests notebooks --nbval-lax --nbval-kernel-name $(KERNEL) -p no:cacheprovider
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+bench: $(STAMP)
+	$(BIN)/python -m slmlib bench
+
+browser-test: $(STAMP)
+	$(BIN)/python -m pytest -m browser tests -p no:cacheprovider
+
+data: $(STAMP)
+	$(BIN)/python -m slmlib data build
+
+exercises: $(STAMP)
+	$(BIN)/python -m slmlib exercises build
+
+clean:
+	rm -rf $(VENV) outputs/* models/*.pt models/model_index.json
+	touch outputs/.gitkeep models/.gitkeep

@@ -1,0 +1,77 @@
+"""Run the lesson notebooks end to end with papermill (what `make course` does)."""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .paths import OUTPUTS_DIR, ROOT
+
+NOTEBOOKS_DIR = ROOT / "notebooks"
+KERNEL_NAME = "slm-course"
+
+
+def lesson_paths(folder: Path = NOTEBOOKS_DIR, only: Sequence[str] | None = None) -> list[Path]:
+    paths = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        paths = [p for p in paths if any(o in p.name for o in only)]
+    return paths
+
+
+def kernel_name() -> str:
+    """The venv's own kernel when it is registered (make does that), else the default one."""
+    from jupyter_client.kernelspec import find_kernel_specs
+
+    return KERNEL_NAME if KERNEL_NAME in find_kernel_specs() else "python3"
+
+
+def run_notebook(path: Path, out_path: Path, parameters: dict, timeout: int | None = None,
+                 cwd: Path | None = None) -> dict:
+    """Execute one notebook; returns {notebook, seconds, status, error}."""
+    import papermill as pm
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    row = {"notebook": path.name, "status": "ok", "error": ""}
+    try:
+        pm.execute_notebook(str(path), str(out_path), parameters=parameters, kernel_name=kernel_name(),
+                            cwd=str(cwd or path.parent), progress_bar=False, execution_timeout=timeout)
+    except pm.PapermillExecutionError as e:
+        row.update(status="failed", error=f"cell {e.exec_count}: {e.ename}: {e.evalue}")
+    except Exception as e:  # kernel died, bad parameters, unreadable notebook...
+        row.update(status="failed", error=f"{type(e).__name__}: {e}")
+    row["seconds"] = round(time.perf_counter() - start, 1)
+    return row
+
+
+def run_course(smoke: bool = False, only: Sequence[str] | None = None,
+               out_dir: Path = OUTPUTS_DIR / "executed") -> bool:
+    """Run the lessons in order, stop at the first failure, print a summary. True if all passed."""
+    from .experiments import LADDER_COLUMNS, format_table
+
+    lessons = lesson_paths(only=only)
+    if not lessons:
+        print(f"no lesson notebooks found in {NOTEBOOKS_DIR}" + (f" matching {only}" if only else ""))
+        return False
+    mode = "smoke (tiny settings)" if smoke else "full settings"
+    print(f"Running {len(lessons)} lessons with papermill, {mode}, kernel {kernel_name()!r}.")
+    print(f"Executed copies go to {out_dir}/. Models are retrained by lessons 03-07, then loaded by the rest.\n")
+    rows, start = [], time.perf_counter()
+    for i, path in enumerate(lessons, 1):
+        print(f"[{i}/{len(lessons)}] {path.name} ...", flush=True)
+        row = run_notebook(path, Path(out_dir) / path.name, {"smoke": smoke})
+        rows.append(row)
+        print(f"      {row['status']} in {row['seconds']:.1f} s", flush=True)
+        if row["status"] != "ok":
+            print(f"\nSTOPPED: {path.name} failed at {row['error']}\n"
+                  f"Open {Path(out_dir) / path.name} to see the failing cell and its traceback.")
+            break
+    total = round(time.perf_counter() - start, 1)
+    print("\n" + format_table(rows, ["notebook", "seconds", "status"]))
+    print(f"\nTotal: {total:.0f} s ({total / 60:.1f} min)")
+    results = OUTPUTS_DIR / "ladder_results.json"
+    if results.is_file():
+        print("\nLadder results (outputs/ladder_results.json):")
+        print(format_table(json.loads(results.read_text())["levels"], LADDER_COLUMNS))
+    return all(r["status"] == "ok" for r in rows) and len(rows) == len(lessons)

@@ -1,0 +1,69 @@
+"""Small helpers the lesson notebooks share: parameter checks, smoke settings, summaries."""
+from __future__ import annotations
+
+from .config import LevelConfig, get_level
+
+# Smoke mode: the same code path at toy scale, so tests run every notebook in seconds.
+SMOKE_SETTINGS = {"max_iters": 20, "eval_interval": 10, "eval_iters": 1, "final_eval_windows": 16}
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+class ParameterError(ValueError):
+    """A papermill parameter with a wrong type or value."""
+
+
+def check_parameters(**params) -> None:
+    """Fail at the top of a notebook, with the fix, instead of deep inside a cell."""
+    for name, value in params.items():
+        if name == "smoke" and not isinstance(value, bool):
+            raise ParameterError(f"parameter smoke must be True or False, got {value!r} "
+                                 "(papermill: -p smoke True)")
+        if name == "device" and value not in DEVICES:
+            raise ParameterError(f"parameter device must be one of {', '.join(DEVICES)}, got {value!r}")
+        if name in ("seed",) and not isinstance(value, int):
+            raise ParameterError(f"parameter {name} must be an integer, got {value!r}")
+        if name == "max_iters" and value is not None and (not isinstance(value, int) or value < 1):
+            raise ParameterError(f"parameter max_iters must be a positive integer or None, got {value!r}")
+        if name == "level":
+            get_level(value)  # raises UnknownLevelError listing the valid levels
+
+
+def level_config(level, smoke: bool = False, max_iters: int | None = None, seed: int | None = None) -> LevelConfig:
+    """The level's settings, shrunk in smoke mode, with optional overrides."""
+    check_parameters(level=level, smoke=smoke, max_iters=max_iters)
+    cfg = get_level(level)
+    if smoke:
+        cfg = cfg.replace(**SMOKE_SETTINGS)
+    if max_iters is not None:
+        cfg = cfg.replace(max_iters=max_iters, eval_interval=max(1, min(cfg.eval_interval, max_iters // 5)))
+    if seed is not None:
+        cfg = cfg.replace(seed=seed)
+    return cfg
+
+
+def describe(cfg: LevelConfig, data) -> str:
+    s = data.stats()
+    tokens_seen = cfg.max_iters * cfg.tokens_per_batch
+    return (f"Level {cfg.number} '{cfg.name}': {cfg.stories:,} training stories = {s['train_tokens']:,} tokens\n"
+            f"Model: {cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}, vocabulary {s['vocab_size']:,}\n"
+            f"Training: {cfg.max_iters:,} steps x {cfg.batch_size} windows x {cfg.block_size} tokens = "
+            f"{tokens_seen:,} tokens, i.e. each training token seen about "
+            f"{tokens_seen / s['train_tokens']:.1f} times")
+
+
+def verdict(gap: float) -> str:
+    if gap >= 0.3:
+        return "clear overfitting: the model does much better on stories it has seen"
+    if gap >= 0.1:
+        return "some overfitting"
+    return "almost no gap: the model does as well on new stories as on its training stories"
+
+
+def summarize(history, floor: float | None = None) -> str:
+    f = history.final
+    lines = [f"train loss {f['train_loss']:.3f}   val loss {f['val_loss']:.3f}   gap {f['gap']:+.3f} nats"]
+    if floor is not None:
+        lines.append(f"entropy floor {floor:.3f}: val loss is {f['val_loss'] - floor:.3f} nats above it")
+    lines.append(f"verdict: {verdict(f['gap'])}")
+    lines.append(f"trained in {history.seconds:.1f} s; saved to {history.path}")
+    return "\n".join(lines)

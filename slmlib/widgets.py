@@ -1,0 +1,139 @@
+"""ipywidgets front ends: the generation playground of lesson 09.
+
+Every control is an attribute, so tests drive it without a browser:
+`pg.prompt.value = "Once"; pg.generate_button.click(); pg.text.value`.
+Executed notebooks (papermill) keep only a text stand-in for widgets, so `show()` also
+leaves a static snapshot (a generated sample and the probability chart) under the widget.
+"""
+from __future__ import annotations
+
+import html
+import io
+import warnings
+from pathlib import Path
+
+import ipywidgets as W
+import matplotlib.pyplot as plt
+
+from .checkpoint import CheckpointError, load_model, read_index
+from .generation import EmptyPromptError, generate_text, next_token_table
+from .paths import MODELS_DIR
+from .plots import plot_next_token_probs
+
+LEVEL_ORDER = ("ultra_tiny", "tiny", "small", "medium", "large")
+
+
+def saved_models(models_dir: str | Path = MODELS_DIR) -> dict[str, Path]:
+    """Label -> checkpoint path for every finished model in the folder, smallest level first."""
+    models_dir = Path(models_dir)
+    entries = read_index(models_dir)["models"].values()
+    rank = {name: i for i, name in enumerate(LEVEL_ORDER)}
+    found = {}
+    for e in sorted(entries, key=lambda e: (rank.get(e["level"], 99), e["file"])):
+        if (models_dir / e["file"]).is_file():
+            found[f"{e['level']} ({e['stories']} stories)"] = models_dir / e["file"]
+    return found
+
+
+def figure_png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+class GenerationPlayground:
+    """Pick a model, type a prompt, set temperature / top-k / length / seed, press Generate."""
+
+    def __init__(self, models_dir: str | Path = MODELS_DIR, prompt: str = "Once upon a time"):
+        self.models = saved_models(models_dir)
+        if not self.models:
+            raise CheckpointError(
+                f"no trained models in {models_dir}. Run lessons 03-07 first "
+                "(or `python -m slmlib train --level all`), then run this cell again.")
+        self._cache: dict[Path, tuple] = {}
+        style = {"description_width": "110px"}
+        wide = W.Layout(width="520px")
+        self.model_picker = W.Dropdown(options=list(self.models), value=list(self.models)[-1],
+                                       description="Model", style=style, layout=wide)
+        self.prompt = W.Text(value=prompt, description="Prompt", style=style, layout=wide,
+                             placeholder="Type the start of a story")
+        self.temperature = W.FloatSlider(value=0.8, min=0.0, max=2.0, step=0.05, description="Temperature",
+                                         style=style, layout=wide, readout_format=".2f")
+        self.top_k = W.IntSlider(value=40, min=0, max=200, description="Top-k (0=all)", style=style, layout=wide)
+        self.max_tokens = W.IntSlider(value=80, min=5, max=300, step=5, description="Max tokens",
+                                      style=style, layout=wide)
+        self.seed = W.IntText(value=0, description="Seed", style=style, layout=W.Layout(width="220px"))
+        self.generate_button = W.Button(description="Generate", button_style="primary", icon="play")
+        self.probs_button = W.Button(description="Next-token probabilities", icon="bar-chart")
+        self.text = W.HTML(value="<i>Press Generate.</i>", layout=W.Layout(width="720px"))
+        self.chart = W.Image(format="png", layout=W.Layout(width="560px"))
+        self.generate_button.on_click(lambda _: self.generate())
+        self.probs_button.on_click(lambda _: self.show_probabilities())
+        self.widget = W.VBox([
+            W.HTML("<b>Generation playground</b>"), self.model_picker, self.prompt, self.temperature,
+            self.top_k, self.max_tokens, self.seed, W.HBox([self.generate_button, self.probs_button]),
+            self.text, self.chart])
+
+    def _model(self):
+        path = self.models[self.model_picker.value]
+        if path not in self._cache:
+            self._cache[path] = load_model(path)
+        return self._cache[path]
+
+    def _message(self, text: str, color: str = "#b00020") -> None:
+        self.text.value = f"<span style='color:{color}'>{html.escape(text)}</span>"
+
+    def generate(self) -> str | None:
+        """Generate with the current settings; the result (or the problem) shows in `text`."""
+        try:
+            model, info = self._model()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                out = generate_text(model, info["vocab"], self.prompt.value, self.max_tokens.value,
+                                    self.temperature.value, self.top_k.value or None, self.seed.value)
+        except (EmptyPromptError, CheckpointError, ValueError) as e:
+            self._message(str(e))
+            return None
+        note = "".join(f"<div style='color:#8a6d00'>note: {html.escape(str(w.message))}</div>" for w in caught)
+        prompt = self.prompt.value
+        self.text.value = (f"<div style='font-family:monospace;white-space:pre-wrap'><b>{html.escape(prompt)}</b>"
+                           f"{html.escape(out[len(prompt):])}</div>{note}")
+        return out
+
+    def show_probabilities(self, k: int = 10) -> list[tuple[str, float]] | None:
+        """Bar chart of the k most likely next tokens after the prompt."""
+        try:
+            model, info = self._model()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                table = next_token_table(model, info["vocab"], self.prompt.value, k,
+                                         max(self.temperature.value, 1e-3))
+        except (EmptyPromptError, CheckpointError, ValueError) as e:
+            self._message(str(e))
+            return None
+        fig, ax = plt.subplots(figsize=(6, 0.35 * k + 1))
+        plot_next_token_probs([t for t, _ in table], [p for _, p in table],
+                              f"{self.model_picker.value}: after {self.prompt.value!r}", ax=ax)
+        self.chart.value = figure_png(fig)
+        return table
+
+    def show(self) -> None:
+        """Display the widget, plus a static snapshot that survives in executed notebooks."""
+        from IPython.display import Image, Markdown, display
+
+        display(self.widget)
+        sample = self.generate()
+        table = self.show_probabilities()
+        if sample is not None and table is not None:
+            display(Markdown(f"**Snapshot** ({self.model_picker.value}, temperature "
+                             f"{self.temperature.value}, seed {self.seed.value}):\n\n> {sample}"))
+            display(Image(self.chart.value))
+
+    def _ipython_display_(self) -> None:
+        self.show()
+
+
+def generation_playground(models_dir: str | Path = MODELS_DIR, prompt: str = "Once upon a time") -> GenerationPlayground:
+    """The lesson-09 playground (display it by leaving it as the last line of a cell)."""
+    return GenerationPlayground(models_dir, prompt)

@@ -1,0 +1,71 @@
+"""The command line, end to end, on a tiny run (subprocesses, like a user would type)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args, env=None, check=True):
+    r = subprocess.run([sys.executable, "-m", "slmlib", *args], capture_output=True, text=True,
+                       env={**os.environ, **(env or {})}, timeout=300)
+    if check and r.returncode != 0:
+        raise AssertionError(f"exit {r.returncode}\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    env = {"SLM_MODELS_DIR": str(root / "models"), "SLM_OUTPUTS_DIR": str(root / "outputs")}
+    r = run("train", "--level", "ultra_tiny", "--max-iters", "20", "--out", str(root / "models"), env=env)
+    assert "ultra_tiny" in r.stdout
+    return root, env
+
+
+def test_help_on_every_subcommand():
+    for cmd in ("train", "test", "generate", "info", "data", "course"):
+        assert "usage:" in run(cmd, "--help").stdout
+
+
+def test_train_writes_model_index_and_results(trained):
+    root, _ = trained
+    assert (root / "models" / "model_ultra_tiny_100_stories.pt").is_file()
+    results = json.loads((root / "outputs" / "ladder_results.json").read_text())
+    assert results["levels"][0]["level"] == "ultra_tiny" and results["levels"][0]["max_iters"] == 20
+    assert (root / "outputs" / "training_curves.png").stat().st_size > 1000
+
+
+def test_generate_and_info_and_test(trained):
+    root, env = trained
+    ckpt = root / "models" / "model_ultra_tiny_100_stories.pt"
+    out = run("generate", "--checkpoint", str(ckpt), "--prompt", "Once upon a time", "--max-new-tokens", "10",
+              env=env).stdout
+    assert out.startswith("Once upon a time")
+    assert "ultra_tiny" in run("info", "--models", str(root / "models"), env=env).stdout
+    r = run("test", "--models", str(root / "models"), "--fresh", "10", env=env)
+    assert "ultra_tiny" in r.stdout
+    assert json.loads((root / "outputs" / "test_results_new_data.json").read_text())["models"][0]["test_loss"] > 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--level", "huge"], "unknown level 'huge'; valid levels"),
+    (["generate", "--level", "large", "--prompt", "Hi"], "python -m slmlib train --level large"),
+    (["generate", "--prompt", "Hi"], "exactly one of --level"),
+    (["test", "--models", "/nonexistent"], "no trained models"),
+])
+def test_bad_input_is_one_line_without_traceback(args, message, tmp_path):
+    r = run(*args, env={"SLM_MODELS_DIR": str(tmp_path)}, check=False)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_empty_prompt_and_corrupt_checkpoint(trained, tmp_path):
+    root, env = trained
+    ckpt = root / "models" / "model_ultra_tiny_100_stories.pt"
+    r = run("generate", "--checkpoint", str(ckpt), "--prompt", "  ", env=env, check=False)
+    assert r.returncode == 2 and "prompt is empty" in r.stderr
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(ckpt.read_bytes()[:500])
+    r = run("generate", "--checkpoint", str(bad), "--prompt", "Hi", check=False)
+    assert r.returncode == 2 and "not a readable checkpoint" in r.stderr and "Traceback" not in r.stderr
