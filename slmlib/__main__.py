@@ -98,6 +98,35 @@ def cmd_course(args) -> None:
         sys.exit(1)
 
 
+def cmd_notebooks(args) -> None:
+    from .course import refresh_notebooks
+
+    refresh_notebooks(record=args.action == "refresh")
+
+
+def cmd_exercises(args) -> None:
+    from .exercises import build_exercises
+
+    changed = build_exercises(check=args.check)
+    if args.check and changed:
+        raise UsageError(f"exercises/ is out of date with solutions/ ({', '.join(changed)}); "
+                         "run `python -m slmlib exercises build`")
+    print(f"exercises/ {'checked' if args.check else 'rebuilt'}: {len(changed)} file(s) "
+          f"{'differ' if args.check else 'changed'}")
+
+
+def cmd_grade(args) -> None:
+    from .exercises import grade_submissions
+
+    grade_submissions(args.submissions, out=args.out, timeout=args.timeout)
+
+
+def cmd_bench(args) -> None:
+    from .bench import run_benchmarks
+
+    run_benchmarks(quick=args.quick, out_dir=args.out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m slmlib", description="SLM Course: train and test five small GPT models.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -140,6 +169,26 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--only", nargs="+", help="run only notebooks whose names contain these strings")
     c.add_argument("--out", type=Path, default=OUTPUTS_DIR / "executed")
     c.set_defaults(func=cmd_course)
+
+    n = sub.add_parser("notebooks", help="maintainers: strip lesson outputs (refresh: re-record nbval-checked cells)")
+    n.add_argument("action", choices=["strip", "refresh"])
+    n.set_defaults(func=cmd_notebooks)
+
+    e = sub.add_parser("exercises", help="build exercises/ from solutions/ (never edit exercises/ by hand)")
+    e.add_argument("action", choices=["build"])
+    e.add_argument("--check", action="store_true", help="only check that exercises/ is up to date")
+    e.set_defaults(func=cmd_exercises)
+
+    gr = sub.add_parser("grade", help="run students' exercise notebooks and write a score table")
+    gr.add_argument("submissions", type=Path, help="folder with one notebook or one folder per student")
+    gr.add_argument("--out", type=Path, default=Path("grades.csv"), help="CSV to write (a report goes beside it)")
+    gr.add_argument("--timeout", type=int, default=600, help="seconds allowed per notebook")
+    gr.set_defaults(func=cmd_grade)
+
+    b = sub.add_parser("bench", help="measure training speed, vocabulary speed-up, utilisation, generation")
+    b.add_argument("--quick", action="store_true", help="short runs (a check that it works, not the numbers)")
+    b.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="folder for the results")
+    b.set_defaults(func=cmd_bench)
     return p
 
 

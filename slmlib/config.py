@@ -24,7 +24,7 @@ class LevelConfig:
     n_head: int
     n_embd: int
     max_iters: int
-    batch_size: int = 16
+    batch_size: int = 4
     lr: float = 3e-3
     block_size: int = 128
     dropout: float = 0.0
@@ -33,8 +33,8 @@ class LevelConfig:
     lr_schedule: str = "cosine"  # "cosine" decays to min_lr_ratio * lr; "constant" is the seed's
     min_lr_ratio: float = 0.1
     eval_interval: int = 100
-    eval_iters: int = 8  # batches of batch_size windows per estimate during training
-    final_eval_windows: int = 256  # windows for the final, more precise train/val numbers
+    eval_iters: int = 8  # batches of batch_size windows per estimate during training (the curves)
+    final_eval_windows: int = 512  # windows for the final, more precise train/val numbers
     seed: int = 1337
     full_vocab: bool = False  # True: 50,257-way output layer like real GPT-2 (slow; for comparison)
     corpus: str = "stories"  # "stories" (the course's generator) or a folder of TinyStoriesV2 files
@@ -64,10 +64,12 @@ class LevelConfig:
 LEVELS: dict[str, LevelConfig] = {
     c.name: c
     for c in (
-        LevelConfig("ultra_tiny", 1, stories=100, n_layer=2, n_head=2, n_embd=32, max_iters=1500),
-        LevelConfig("tiny", 2, stories=200, n_layer=2, n_head=2, n_embd=64, max_iters=1500),
-        LevelConfig("small", 3, stories=1000, n_layer=3, n_head=3, n_embd=96, max_iters=1500),
-        LevelConfig("medium", 4, stories=3000, n_layer=3, n_head=3, n_embd=96, max_iters=1500),
+        LevelConfig("ultra_tiny", 1, stories=100, n_layer=2, n_head=2, n_embd=32, max_iters=400,
+                    batch_size=16, eval_interval=50, eval_iters=2),
+        LevelConfig("tiny", 2, stories=200, n_layer=2, n_head=2, n_embd=64, max_iters=400,
+                    batch_size=16, eval_interval=50, eval_iters=2),
+        LevelConfig("small", 3, stories=1000, n_layer=3, n_head=3, n_embd=96, max_iters=800),
+        LevelConfig("medium", 4, stories=3000, n_layer=3, n_head=3, n_embd=96, max_iters=900),
         LevelConfig("large", 5, stories=10000, n_layer=4, n_head=4, n_embd=128, max_iters=2000),
     )
 }

@@ -75,3 +75,47 @@ def run_course(smoke: bool = False, only: Sequence[str] | None = None,
         print("\nLadder results (outputs/ladder_results.json):")
         print(format_table(json.loads(results.read_text())["levels"], LADDER_COLUMNS))
     return all(r["status"] == "ok" for r in rows) and len(rows) == len(lessons)
+
+
+CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+
+
+def _is_checked(cell) -> bool:
+    return cell.cell_type == "code" and cell.source.startswith(CHECK_MARK)
+
+
+def strip_notebook(nb, executed=None):
+    """Clear outputs, except cells nbval checks (taken from `executed`, a run of the same notebook)."""
+    nb.metadata.pop("widgets", None)
+    nb.metadata.pop("papermill", None)
+    for i, cell in enumerate(nb.cells):
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        if cell.cell_type != "code":
+            continue
+        if _is_checked(cell) and executed is not None:
+            ran = next(c for c in executed.cells if c.cell_type == "code" and c.source == cell.source)
+            cell.outputs = [o for o in ran.outputs if o.get("name") != "stderr"]
+            cell.execution_count = None
+        elif not (_is_checked(cell) and executed is None):
+            cell.outputs, cell.execution_count = [], None
+    return nb
+
+
+def refresh_notebooks(paths: Sequence[Path] | None = None, record: bool = True) -> None:
+    """Maintainers: strip outputs from lessons, re-recording the nbval-checked ones (smoke run)."""
+    import tempfile
+
+    import nbformat
+
+    for path in paths or lesson_paths():
+        nb = nbformat.read(path, as_version=4)
+        executed = None
+        if record and any(_is_checked(c) for c in nb.cells):
+            with tempfile.TemporaryDirectory() as tmp:
+                row = run_notebook(path, Path(tmp) / path.name, {"smoke": True})
+                if row["status"] != "ok":
+                    raise RuntimeError(f"{path.name}: {row['error']}")
+                executed = nbformat.read(Path(tmp) / path.name, as_version=4)
+        nbformat.write(strip_notebook(nb, executed), path)
+        print(f"{'refreshed' if executed else 'stripped'} {path}")

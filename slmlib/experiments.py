@@ -99,10 +99,12 @@ def ladder_from_models(levels: str | Sequence = "all", models_dir: str | Path = 
 
 def format_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
     """A markdown table (reads fine as plain text too)."""
-    def cell(v):
-        return f"{v:.3f}" if isinstance(v, float) else str(v)
+    def cell(v, column):
+        if isinstance(v, float):
+            return f"{v:.1f}" if "seconds" in column or column == "epochs" else f"{v:.3f}"
+        return str(v)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
+    lines += ["| " + " | ".join(cell(r.get(c, ""), c) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
 
 

@@ -1,6 +1,8 @@
 """Small helpers the lesson notebooks share: parameter checks, smoke settings, summaries."""
 from __future__ import annotations
 
+import os
+
 from .config import LevelConfig, get_level
 
 # Smoke mode: the same code path at toy scale, so tests run every notebook in seconds.
@@ -10,6 +12,13 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 
 class ParameterError(ValueError):
     """A papermill parameter with a wrong type or value."""
+
+
+def smoke_mode(smoke: bool | None) -> bool:
+    """The notebook's smoke parameter; None means: ask the SLM_SMOKE environment variable."""
+    if smoke is None:
+        return os.environ.get("SLM_SMOKE", "0") == "1"
+    return smoke
 
 
 def check_parameters(**params) -> None:

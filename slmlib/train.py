@@ -171,7 +171,7 @@ def train(config: LevelConfig | str | int, data: LevelData | None = None, device
     data = data if data is not None else load_data(config)
     model = TinyGPT.from_config(config, len(data.vocab)).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.95),
-                                  weight_decay=config.weight_decay, fused=dev.type == "cpu")
+                                  weight_decay=config.weight_decay)
     batch_rng = torch.Generator().manual_seed(config.seed)
     history = History(config=config.to_dict())
     start = 0

@@ -1,18 +1,7 @@
-"""Shared test setup. Models and outputs go to a temp folder, never to the real models/."""
-import os
-import tempfile
-from pathlib import Path
+"""Fixtures for the unit tests (the environment is set up by the root conftest.py)."""
+import pytest
 
-# Before slmlib is imported anywhere: its paths are read at import time.
-_TMP = Path(tempfile.mkdtemp(prefix="slm-test-"))
-os.environ.setdefault("SLM_MODELS_DIR", str(_TMP / "models"))
-os.environ.setdefault("SLM_OUTPUTS_DIR", str(_TMP / "outputs"))
-os.environ.setdefault("SLM_SMOKE", "1")
-os.environ.setdefault("MPLBACKEND", "Agg")
-
-import pytest  # noqa: E402
-
-from slmlib.config import LevelConfig  # noqa: E402
+from slmlib.config import LevelConfig
 
 
 @pytest.fixture

@@ -1,0 +1,16 @@
+"""Test-wide setup, for pytest's unit tests and for nbval running the notebooks.
+
+Tests must never touch the real models/ or outputs/, and notebooks run in smoke mode.
+This runs before slmlib is imported anywhere (its paths are read at import time), and the
+kernels that papermill and nbval start inherit these variables.
+"""
+import os
+import tempfile
+from pathlib import Path
+
+_TMP = Path(tempfile.mkdtemp(prefix="slm-test-"))
+os.environ["SLM_MODELS_DIR"] = str(_TMP / "models")
+os.environ["SLM_OUTPUTS_DIR"] = str(_TMP / "outputs")
+os.environ["SLM_SMOKE"] = "1"
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # quiets a debugger warning in kernels

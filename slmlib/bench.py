@@ -1,0 +1,297 @@
+"""Speed benchmarks (issue 7): `python -m slmlib bench` or `make bench`.
+
+One run measures, on this machine: the ladder's wall time and final losses, training
+tokens/s with the compact vs the full 50,257-id GPT-2 vocabulary, the measured matmul peak
+and the model FLOPs utilisation (MFU), generation speed, and where a training step's time
+goes (torch.profiler). Results: benchmarks/results/<date>-<host>.json and .md.
+Everything runs on the CPU: the course's machine, and the peak the MFU is measured against.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import socket
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch.autograd.profiler import record_function
+
+from .config import LEVELS, LevelConfig
+from .data import get_batch, load_data, write_atomic
+from .experiments import format_table
+from .model import TinyGPT
+from .train import train
+
+LADDER_TARGET_S = 180.0  # ladder < 3 minutes
+RATIO_TARGET = 10.0  # compact >= 10x full vocabulary at the three smallest levels
+MFU_TARGET = 0.5  # >= 50% of measured peak at the largest level
+FLOPS_FORMULA = ("6*(N_non_embedding + n_embd*vocab) + 6*n_layer*n_embd*block_size "
+                 "(matmul params fwd+bwd, the tied output layer, causal attention 12*L*C*T/2)")
+
+# quick: the same code path with tiny step counts (the test; not numbers to report).
+SETTINGS = {
+    False: dict(warmup=5, timed=10, repeats=3, peak_sizes=(1024, 1536, 2048), peak_repeats=3,
+                gen_tokens=200, profile_steps=20, ladder={}),
+    True: dict(warmup=1, timed=1, repeats=3, peak_sizes=(512, 1024), peak_repeats=2,
+               gen_tokens=8, profile_steps=2,
+               ladder=dict(max_iters=3, eval_interval=3, eval_iters=1, final_eval_windows=4)),
+}
+
+
+def machine_info() -> dict:
+    cpu, flags = None, set()
+    try:  # Linux: the marketing name and the instruction-set flags (is bf16 native?)
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and cpu is None:
+                cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    cpu = cpu or platform.processor() or platform.machine()
+    return {"hostname": socket.gethostname(), "cpu_model": cpu, "logical_cores": os.cpu_count(),
+            "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+            "torch_version": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "bf16_in_hardware": bool(flags & {"avx512_bf16", "amx_bf16"}),
+            "python": platform.python_version(), "platform": platform.platform(),
+            "load_avg_1_5_15_at_start": [round(x, 2) for x in os.getloadavg()]}
+
+
+def matmul_peak(dtype: torch.dtype, sizes, repeats: int) -> float:
+    """Best FLOP/s of torch.matmul on square matrices: the ceiling this machine reaches."""
+    best = 0.0
+    for n in sizes:
+        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+        c = torch.matmul(a, b)  # warm-up (allocations, library dispatch)
+        for _ in range(repeats):
+            t = time.perf_counter()
+            torch.matmul(a, b, out=c)
+            best = max(best, 2 * n ** 3 / (time.perf_counter() - t))
+    return best
+
+
+def trainer(cfg: LevelConfig, data):
+    """A model and a `step(n)` doing train()'s step exactly (AdamW fused, clip 1.0), for timing."""
+    torch.manual_seed(cfg.seed)
+    model = TinyGPT.from_config(cfg, len(data.vocab))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95),
+                            weight_decay=cfg.weight_decay, fused=True)
+    rng = torch.Generator().manual_seed(cfg.seed)
+    model.train()
+
+    def step(n: int) -> None:
+        for _ in range(n):
+            x, y = get_batch(data.train, cfg.batch_size, cfg.block_size, rng)
+            _, loss = model(x, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            with record_function("clip_grad_norm"):  # so the profile can count it as optimizer
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+    return model, step
+
+
+def flops_per_token(cfg: LevelConfig, model: TinyGPT) -> int:
+    # num_params(non_embedding) leaves out the tied token embedding, so the output layer
+    # (a real n_embd x vocab matmul) is added back; attention scores + weighted sum are
+    # 2 matmuls of T x head_size per head: 12*L*C*T fwd+bwd, halved because it is causal.
+    n = model.num_params(non_embedding=True) + cfg.n_embd * model.vocab_size
+    return 6 * n + 6 * cfg.n_layer * cfg.n_embd * cfg.block_size
+
+
+def throughput(cfg: LevelConfig, data_compact, data_full, s: dict) -> dict:
+    """Training tokens/s, compact vs full vocabulary, interleaved so load drifts hit both."""
+    runs = {"compact": trainer(cfg, data_compact), "full": trainer(cfg.replace(full_vocab=True), data_full)}
+    for _, step in runs.values():
+        step(s["warmup"])
+    tps = {k: [] for k in runs}
+    for r in range(s["repeats"]):
+        for k in (list(runs) if r % 2 == 0 else list(reversed(runs))):  # alternate who goes first
+            t = time.perf_counter()
+            runs[k][1](s["timed"])
+            tps[k].append(s["timed"] * cfg.tokens_per_batch / (time.perf_counter() - t))
+    c, f = statistics.median(tps["compact"]), statistics.median(tps["full"])
+    return {"level": cfg.name, "tokens_per_step": cfg.tokens_per_batch,
+            "vocab_compact": runs["compact"][0].vocab_size, "vocab_full": runs["full"][0].vocab_size,
+            "compact_tok_s": round(c), "full_tok_s": round(f), "ratio": round(c / f, 2),
+            "compact_runs": [round(x) for x in tps["compact"]], "full_runs": [round(x) for x in tps["full"]],
+            "_trainer": runs["compact"]}
+
+
+MATMUL_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addmv", "aten::mv"}
+PROFILE_BUCKETS = ("matmul_fwd", "matmul_bwd", "attention", "cross_entropy", "optimizer", "other")
+
+
+def _bucket(ev) -> str:
+    """Which part of a step an op's own (self) time belongs to."""
+    names, p = [], ev.cpu_parent
+    while p is not None:
+        names.append(p.name)
+        p = p.cpu_parent
+    if any(n.startswith("Optimizer.") or n == "clip_grad_norm" for n in names + [ev.name]):
+        return "optimizer"  # AdamW step, zero_grad and the grad-norm clip
+    if "scaled_dot_product" in ev.name or "flash_attention" in ev.name:
+        return "attention"
+    if "log_softmax" in ev.name or "nll_loss" in ev.name:
+        return "cross_entropy"
+    if ev.name in MATMUL_OPS:
+        backward = any(n.startswith("autograd::engine::evaluate_function") for n in names)
+        return "matmul_bwd" if backward else "matmul_fwd"
+    return "other"
+
+
+def profile_steps(level: str, step, n: int) -> dict:
+    """Share of wall time per bucket over n steps; 'other' is the rest (elementwise ops,
+    LayerNorm, GELU, embedding, autograd and Python overhead)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t = time.perf_counter()
+        step(n)
+        wall = time.perf_counter() - t
+    us, other_ops = dict.fromkeys(PROFILE_BUCKETS, 0.0), {}
+    for ev in prof.events():
+        b = _bucket(ev)
+        us[b] += ev.self_cpu_time_total
+        if b == "other":
+            other_ops[ev.name] = other_ops.get(ev.name, 0.0) + ev.self_cpu_time_total
+    share = {b: round(us[b] / 1e6 / wall, 3) for b in PROFILE_BUCKETS[:-1]}
+    share["other"] = round(max(0.0, 1 - sum(share.values())), 3)  # incl. Python between ops
+    top = sorted(other_ops.items(), key=lambda kv: -kv[1])[:5]  # what "other" mostly is
+    return {"level": level, "steps": n, "ms_per_step": round(1000 * wall / n, 1), **share,
+            "top_other_ops": {k: round(v / 1e6 / wall, 3) for k, v in top}}
+
+
+def generation_speed(level: str, model: TinyGPT, vocab, n_tokens: int) -> dict:
+    """Tokens/s sampling n_tokens after a short prompt (batch 1, seed 0). TinyGPT has no KV
+    cache: every new token re-runs the model over the whole (cropped) context."""
+    model.eval()
+    idx = torch.tensor([vocab.encode("Once upon a time")], dtype=torch.long)
+    model.generate(idx, 4, top_k=40, seed=0)  # warm-up
+    t = time.perf_counter()
+    out = model.generate(idx, n_tokens, top_k=40, seed=0)  # no stop token: exactly n_tokens
+    dt = time.perf_counter() - t
+    return {"level": level, "new_tokens": out.size(1) - idx.size(1), "seconds": round(dt, 3),
+            "tok_s": round((out.size(1) - idx.size(1)) / dt, 1), "kv_cache": False}
+
+
+def run_benchmarks(quick: bool = False, out_dir: Path | str = Path("benchmarks/results")) -> dict:
+    from tqdm.auto import tqdm
+
+    s, out_dir = SETTINGS[bool(quick)], Path(out_dir)
+    levels = list(LEVELS.values())
+    res = {"date": datetime.date.today().isoformat(), "quick": bool(quick), "machine": machine_info(),
+           "settings": {k: v for k, v in s.items()} | {"device": "cpu", "precision": "fp32"}}
+    bar = tqdm(total=2 + 4 * len(levels), desc="bench", unit="task", dynamic_ncols=True)
+
+    def task(name: str):
+        bar.set_description(f"bench: {name}")
+        return name
+
+    task("matmul peak fp32")
+    peak = {"fp32_flops": matmul_peak(torch.float32, s["peak_sizes"], s["peak_repeats"])}
+    bar.update()
+    task("matmul peak bf16")
+    peak["bf16_flops"] = matmul_peak(torch.bfloat16, s["peak_sizes"], s["peak_repeats"])
+    peak |= {"sizes": list(s["peak_sizes"]), "bf16_in_hardware": res["machine"]["bf16_in_hardware"]}
+    bar.update()
+
+    # 1. The ladder at default settings, timed as a student runs it (data loading included).
+    ladder, trained, data = [], {}, {}
+    t_all = time.perf_counter()
+    for cfg in levels:
+        task(f"ladder {cfg.name}")
+        t = time.perf_counter()
+        data[cfg.name] = load_data(cfg)
+        h = train(cfg.replace(**s["ladder"]), data=data[cfg.name], device="cpu", progress=False, save=False)
+        wall = time.perf_counter() - t
+        trained[cfg.name] = h.model
+        floor = data[cfg.name].floor.get("val")
+        ladder.append({"level": cfg.name, "params": h.model.num_params(), "steps": h.records[-1]["iter"],
+                       "wall_s": round(wall, 1), "train_loop_s": round(h.seconds, 1),
+                       "tok_s": round(h.records[-1]["tokens"] / h.seconds),  # evals included
+                       **{k: h.final[k] for k in ("train_loss", "val_loss", "gap")},
+                       "val_floor": floor, "val_above_floor": round(h.final["val_loss"] - floor, 4)
+                       if floor is not None else None})
+        bar.update()
+    res["ladder"] = {"levels": ladder, "total_s": round(time.perf_counter() - t_all, 1),
+                     "target_s": LADDER_TARGET_S}
+    res["ladder"]["met"] = res["ladder"]["total_s"] < LADDER_TARGET_S
+    res["quality"] = [{k: r[k] for k in ("level", "val_loss", "val_floor", "val_above_floor")} for r in ladder]
+    res["peak"] = {k: (round(v) if isinstance(v, float) else v) for k, v in peak.items()}
+
+    # 4. Generation with the models just trained.
+    res["generation"] = []
+    for cfg in levels:
+        task(f"generate {cfg.name}")
+        res["generation"].append(generation_speed(cfg.name, trained[cfg.name], data[cfg.name].vocab,
+                                                  s["gen_tokens"]))
+        bar.update()
+
+    # 2, 3 and the profile: short timed runs, compact vs full vocabulary, then MFU.
+    res["throughput"], res["mfu"], res["profile"] = [], [], []
+    for cfg in levels:
+        task(f"vocab speed {cfg.name}")
+        row = throughput(cfg, data[cfg.name], load_data(cfg.replace(full_vocab=True)), s)
+        model, step = row.pop("_trainer")
+        res["throughput"].append(row)
+        fpt = flops_per_token(cfg, model)
+        achieved = row["compact_tok_s"] * fpt
+        res["mfu"].append({"level": cfg.name, "flops_per_token": fpt, "achieved_gflops": round(achieved / 1e9, 2),
+                           "peak_fp32_gflops": round(peak["fp32_flops"] / 1e9, 1),
+                           "mfu": round(achieved / peak["fp32_flops"], 4)})
+        bar.update()
+        task(f"profile {cfg.name}")
+        res["profile"].append(profile_steps(cfg.name, step, s["profile_steps"]))
+        bar.update()
+    bar.close()
+
+    ratios = {r["level"]: r["ratio"] for r in res["throughput"]}
+    smallest = [c.name for c in levels[:3]]
+    res["targets"] = {
+        "ladder_under_180s": {"value_s": res["ladder"]["total_s"], "met": res["ladder"]["met"]},
+        "ratio_10x_three_smallest": {"values": {k: ratios[k] for k in smallest},
+                                     "met": all(ratios[k] >= RATIO_TARGET for k in smallest)},
+        "mfu_50pct_largest": {"value": res["mfu"][-1]["mfu"], "met": res["mfu"][-1]["mfu"] >= MFU_TARGET}}
+    res["flops_formula"] = FLOPS_FORMULA
+    res["machine"]["load_avg_1_5_15_at_end"] = [round(x, 2) for x in os.getloadavg()]
+
+    md = to_markdown(res)
+    name = f"{res['date']}-{res['machine']['hostname']}" + ("-quick" if quick else "")
+    write_atomic(out_dir / f"{name}.json", json.dumps(res, indent=2) + "\n")
+    write_atomic(out_dir / f"{name}.md", md)
+    print(md)
+    print(f"written: {out_dir / name}.json and .md")
+    return res
+
+
+def to_markdown(res: dict) -> str:
+    m, p = res["machine"], res["peak"]
+    t = res["targets"]
+    lines = [f"# Benchmarks {res['date']} on {m['hostname']}" + (" (quick: not real numbers)" if res["quick"] else ""),
+             "", f"{m['cpu_model']}, {m['usable_cores']} cores, torch {m['torch_version']} "
+             f"({m['torch_threads']} threads, {m['cpu_capability']}), load average at start "
+             f"{m['load_avg_1_5_15_at_start']}, at end {m['load_avg_1_5_15_at_end']}.", "",
+             f"Matmul peak: fp32 {p['fp32_flops'] / 1e9:.1f} GFLOP/s, bf16 {p['bf16_flops'] / 1e9:.1f} GFLOP/s "
+             f"(best of square {p['sizes']}).", "",
+             f"## Ladder: {res['ladder']['total_s']:.1f} s (target < {LADDER_TARGET_S:.0f} s: "
+             f"{'met' if t['ladder_under_180s']['met'] else 'not met'})", "",
+             format_table(res["ladder"]["levels"], ["level", "params", "steps", "wall_s", "train_loop_s", "tok_s", "train_loss",
+                                                    "val_loss", "gap", "val_floor", "val_above_floor"]), "",
+             "## Training tokens/s: compact vs full GPT-2 vocabulary (target >= 10x at the 3 smallest: "
+             f"{'met' if t['ratio_10x_three_smallest']['met'] else 'not met'})", "",
+             format_table(res["throughput"], ["level", "tokens_per_step", "vocab_compact", "compact_tok_s",
+                                              "full_tok_s", "ratio"]), "",
+             f"## MFU vs measured fp32 peak (target >= 50% at large: {'met' if t['mfu_50pct_largest']['met'] else 'not met'})",
+             "", f"FLOPs/token = {res['flops_formula']}", "",
+             format_table(res["mfu"], ["level", "flops_per_token", "achieved_gflops", "peak_fp32_gflops", "mfu"]), "",
+             "## Generation (200 new tokens, batch 1, no KV cache)" if not res["quick"] else "## Generation", "",
+             format_table(res["generation"], ["level", "new_tokens", "seconds", "tok_s", "kv_cache"]), "",
+             "## Where a training step's time goes (share of wall time, torch.profiler)", "",
+             format_table(res["profile"], ["level", "ms_per_step", *PROFILE_BUCKETS]), ""]
+    return "\n".join(lines)

@@ -1,0 +1,69 @@
+"""The lessons: structure of the committed files, and a smoke run of each with papermill."""
+import json
+import os
+
+import nbformat
+import pytest
+
+from slmlib.course import NOTEBOOKS_DIR, lesson_paths, run_notebook
+
+LESSONS = lesson_paths()
+CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+
+
+def test_there_are_eleven_lessons_in_order():
+    assert [p.name[:2] for p in LESSONS] == [f"{i:02d}" for i in range(11)]
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+def test_committed_notebook_is_clean(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert "widgets" not in nb.metadata, "strip metadata.widgets"
+    assert nb.metadata.kernelspec.name == "slm-course"
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1, "exactly one cell tagged 'parameters'"
+    for name in ("smoke", "device", "seed"):
+        assert f"\n{name} = " in "\n" + params[0].source
+    for cell in nb.cells:
+        if cell.cell_type == "code" and not cell.source.startswith(CHECK_MARK):
+            assert not cell.outputs and cell.execution_count is None, (
+                f"stale output in a cell nbval does not check:\n{cell.source[:80]}")
+
+
+def test_checked_cells_hold_their_expected_outputs():
+    checked = [c for p in LESSONS for c in nbformat.read(p, as_version=4).cells
+               if c.cell_type == "code" and c.source.startswith(CHECK_MARK)]
+    assert len(checked) >= 8
+    assert all(c.outputs for c in checked), "run `python -m slmlib notebooks refresh` to record them"
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    return tmp_path_factory.mktemp("executed")
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+def test_lesson_runs_in_smoke_mode(path, executed):
+    row = run_notebook(path, executed / path.name, {"smoke": True})
+    assert row["status"] == "ok", row["error"]
+    nb = nbformat.read(executed / path.name, as_version=4)
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
+
+
+def test_bad_papermill_parameters_fail_clearly(tmp_path):
+    lesson = NOTEBOOKS_DIR / "03_ultra_tiny.ipynb"
+    row = run_notebook(lesson, tmp_path / "a.ipynb", {"smoke": True, "level": "huge"})
+    assert row["status"] == "failed" and "unknown level 'huge'; valid levels" in row["error"]
+    row = run_notebook(lesson, tmp_path / "b.ipynb", {"smoke": True, "max_iters": "ten"})
+    assert "max_iters must be a positive integer" in row["error"]
+    row = run_notebook(lesson, tmp_path / "c.ipynb", {"smoke": "yes"})
+    assert "smoke must be True or False" in row["error"]
+
+
+def test_comparison_before_training_says_what_to_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLM_MODELS_DIR", str(tmp_path / "empty"))
+    row = run_notebook(NOTEBOOKS_DIR / "08_compare_levels.ipynb", tmp_path / "08.ipynb", {"smoke": True})
+    assert row["status"] == "failed"
+    assert "03_ultra_tiny.ipynb" in row["error"] and "python -m slmlib train --level ultra_tiny" in row["error"]
