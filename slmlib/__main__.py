@@ -29,10 +29,15 @@ def cmd_train(args) -> None:
             history = train(cfg, device=args.device, resume=resume, out=default_path(cfg, args.out))
             print(f"{cfg.name}: {history.status}, final {history.final}")
         return
-    results = train_ladder(args.level, models_dir=args.out, device=args.device, **overrides)
+    levels = resolve_levels(args.level)
+    if args.seed_settings:
+        from .config import seed_settings
+
+        levels = [seed_settings(cfg) for cfg in levels]
+    results = train_ladder(levels, models_dir=args.out, out_dir=args.results, device=args.device, **overrides)
     print(format_table(results, LADDER_COLUMNS))
     if results:
-        print(f"\nmodels in {args.out}; curves and results in {OUTPUTS_DIR}")
+        print(f"\nmodels in {args.out}; curves and results in {args.results}")
 
 
 def cmd_test(args) -> None:
@@ -137,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-iters", type=int, help="override the number of training steps (quick tries)")
     t.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda or mps")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run of this level")
+    t.add_argument("--seed-settings", action="store_true",
+                   help="the seed project's settings (batch 4, lr 1e-3, 200-2000 steps): shows underfitting")
+    t.add_argument("--results", type=Path, default=OUTPUTS_DIR, help="folder for curves and ladder_results.json")
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("test", help="test saved models on held-out and brand-new stories")
