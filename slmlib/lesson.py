@@ -69,6 +69,9 @@ def verdict(gap: float) -> str:
 
 
 def summarize(history, floor: float | None = None) -> str:
+    if history.status != "completed":  # stopped early: nothing final to report yet
+        return (f"training {history.status} after {history.seconds:.1f} s; "
+                f"resume with train(cfg, resume='{history.resume_path}')")
     f = history.final
     lines = [f"train loss {f['train_loss']:.3f}   val loss {f['val_loss']:.3f}   gap {f['gap']:+.3f} nats"]
     if floor is not None:

@@ -1,0 +1,45 @@
+import math
+
+from slmlib.lesson import summarize, verdict
+from slmlib.metrics import TrainingText, distinct_n, gap, memorization, perplexity, real_word_share, text_quality
+
+TRAIN = ["Once upon a time, there was a girl named Lily. She loved her red ball.",
+         "Tom had a big dog. The dog liked to run in the park."]
+
+
+def test_memorization_finds_the_longest_copied_span():
+    training = TrainingText(TRAIN, n=4)
+    copied = memorization("Yes! there was a girl named Lily. She ran home.", training)
+    assert copied["longest_copied_words"] == 7  # "there was a girl named lily she"
+    assert 0 < copied["copied_4gram_share"] < 1
+    fresh = memorization("A purple cow sang loudly.", training)
+    assert fresh["longest_copied_words"] <= 1 and fresh["copied_4gram_share"] == 0
+    # phrases must not join across two stories
+    assert memorization("her red ball tom had", training)["longest_copied_words"] == 3
+
+
+def test_simple_metrics():
+    assert perplexity(0.0) == 1.0 and math.isclose(perplexity(math.log(50)), 50)
+    assert gap(1.0, 1.5) == 0.5
+    assert distinct_n(["a b a b"], 1) == 0.5 and distinct_n(["a b c"], 2) == 1.0
+    assert real_word_share("the dog zorbled", {"the", "dog"}) == round(2 / 3, 4)
+    q = text_quality(["Tom had a big dog."], TrainingText(TRAIN))
+    assert q["longest_copied_words"] == 5 and q["real_word_share"] == 1.0
+
+
+def test_verdict_and_summary_follow_the_gap():
+    assert "clear overfitting" in verdict(0.8) and "almost no gap" in verdict(0.02)
+
+    class H:
+        final = {"train_loss": 1.0, "val_loss": 1.9, "gap": 0.9}
+        seconds, path, status, resume_path = 3.0, "m.pt", "completed", None
+
+    text = summarize(H(), floor=0.6)
+    assert "gap +0.900" in text and "1.300 nats above" in text
+
+
+def test_summary_of_an_interrupted_run_says_how_to_resume():
+    class H:
+        final, seconds, status, resume_path = {}, 2.0, "interrupted", "m.resume.pt"
+
+    assert "resume='m.resume.pt'" in summarize(H())
