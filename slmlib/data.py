@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from . import corpus
-from .paths import DATA_DIR
+from .paths import DATA_DIR, OUTPUTS_DIR
 from .tokenizer import EOT_ID, EOT_TEXT, Vocab, gpt2
 
 SPLIT_SEEDS = {"train": 1, "val": 2, "test": 3}
@@ -229,24 +229,51 @@ def load_stats(data_dir: Path | str = DATA_DIR) -> dict:
 
 # ---------------------------------------------------------------- token streams for training
 
+def gpt2_stream(texts: Sequence[str]) -> torch.Tensor:
+    """GPT-2 ids of story, <|endoftext|>, story, <|endoftext|>, ... in one tokenizer call."""
+    joined = EOT_TEXT.join(texts) + EOT_TEXT  # the special token splits stories, as separate encodes would
+    return torch.tensor(gpt2().encode(joined, allowed_special={EOT_TEXT}), dtype=torch.int32)
+
+
 @functools.cache
 def _course_split_texts(split: str, data_dir: str) -> tuple[str, ...]:
     return tuple(read_stories(split_path(split, data_dir)))
 
 
 @functools.cache
+def _course_split_stream(split: str, data_dir: str) -> torch.Tensor:
+    """A split's GPT-2 ids, cached on disk by file hash: every notebook kernel needs them."""
+    path = split_path(split, data_dir)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    cache = OUTPUTS_DIR / ".cache" / f"{path.stem}-{digest}.pt"
+    try:
+        return torch.load(cache, weights_only=True)
+    except Exception:  # missing or damaged: it is only a cache
+        stream = gpt2_stream(_course_split_texts(split, data_dir))
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+            torch.save(stream, tmp)
+            os.replace(tmp, cache)
+        except OSError:
+            pass  # a read-only outputs/ just means no cache
+        return stream
+
+
+def _first_stories(stream: torch.Tensor, n: int) -> torch.Tensor:
+    ends = (stream == EOT_ID).nonzero().flatten()
+    return stream[: int(ends[n - 1]) + 1] if n < len(ends) else stream
+
+
+@functools.cache
 def _course_vocab(data_dir: str) -> Vocab:
-    texts = [t for s in SPLIT_SEEDS for t in _course_split_texts(s, data_dir)]
-    return Vocab.from_texts(texts)
+    return Vocab(torch.cat([_course_split_stream(s, data_dir) for s in SPLIT_SEEDS]).unique().tolist())
 
 
-def to_token_tensor(texts: Sequence[str], vocab: Vocab) -> torch.Tensor:
-    """One stream: story, <|endoftext|>, story, <|endoftext|>, ... as compact ids."""
-    stream: list[int] = []
-    for ids in gpt2().encode_ordinary_batch(list(texts)):
-        stream += ids
-        stream.append(EOT_ID)
-    return torch.tensor(vocab.from_gpt2(stream), dtype=torch.long)
+def to_token_tensor(texts: Sequence[str], vocab: Vocab, stream: torch.Tensor | None = None) -> torch.Tensor:
+    """Compact ids of the stories as one stream (pass `stream` if the GPT-2 ids are known)."""
+    stream = gpt2_stream(texts) if stream is None else stream
+    return vocab.from_gpt2_tensor(stream)
 
 
 @dataclass
@@ -259,14 +286,16 @@ class LevelData:
     test_texts: list[str]
     source: str
     floor: dict = field(default_factory=dict)  # nats/token per split, when known
+    gpt2_streams: dict = field(default_factory=dict, repr=False)  # optional precomputed GPT-2 ids
     train: torch.Tensor = field(init=False)
     val: torch.Tensor = field(init=False)
     test: torch.Tensor = field(init=False)
 
     def __post_init__(self):
-        self.train = to_token_tensor(self.train_texts, self.vocab)
-        self.val = to_token_tensor(self.val_texts, self.vocab)
-        self.test = to_token_tensor(self.test_texts, self.vocab)
+        for split in ("train", "val", "test"):
+            texts = getattr(self, f"{split}_texts")
+            setattr(self, split, to_token_tensor(texts, self.vocab, self.gpt2_streams.get(split)))
+        self.gpt2_streams = {}  # not needed any more
 
     def stats(self) -> dict:
         return {"source": self.source, "stories": len(self.train_texts),
@@ -294,8 +323,11 @@ def load_data(config, data_dir: Path | str = DATA_DIR) -> LevelData:
             floor["train"] = stats["levels"][config.name]["floor_nats_per_token"]
     except (DataFileError, KeyError):
         pass  # the floor is a teaching aid; training works without it
+    streams = {"train": _first_stories(_course_split_stream("train", data_dir), config.stories),
+               "val": _course_split_stream("val", data_dir), "test": _course_split_stream("test", data_dir)}
     return LevelData(vocab, train[: config.stories], list(_course_split_texts("val", data_dir)),
-                     list(_course_split_texts("test", data_dir)), source="course stories", floor=floor)
+                     list(_course_split_texts("test", data_dir)), source="course stories", floor=floor,
+                     gpt2_streams=streams)
 
 
 # ---------------------------------------------------------------- real TinyStories

@@ -89,6 +89,7 @@ class Vocab:
             self.eot_id = self.EOT
             self.unk_id = self.UNK
         self._to_compact = {g: i for i, g in enumerate(self.gpt2_ids) if g >= 0}
+        self._lut = None  # GPT-2 id -> compact id table, built on first use
 
     @classmethod
     def from_texts(cls, texts: Iterable[str], full: bool = False) -> "Vocab":
@@ -120,6 +121,17 @@ class Vocab:
                     stacklevel=3,
                 )
         return out
+
+    def from_gpt2_tensor(self, ids: "torch.Tensor") -> "torch.Tensor":
+        """Vectorised from_gpt2 for long streams (no warning: corpus text is all known)."""
+        import torch
+
+        if self._lut is None:
+            lut = torch.full((GPT2_VOCAB_SIZE,), self.unk_id if self.unk_id is not None else 0, dtype=torch.long)
+            known = torch.tensor(list(self._to_compact.items()), dtype=torch.long)
+            lut[known[:, 0]] = known[:, 1]
+            self._lut = lut
+        return self._lut[ids.long()]
 
     def to_gpt2(self, ids: Sequence[int]) -> list[int]:
         return [self.gpt2_ids[i] for i in ids]
