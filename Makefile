@@ -35,7 +35,7 @@ course: $(STAMP)
 	$(BIN)/python -m slmlib course
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not browser" tests notebooks --nbval-lax --nbval-kernel-name $(KERNEL) -p no:cacheprovider
+	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-kernel-name $(KERNEL) -p no:cacheprovider
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python -m slmlib bench
 
 browser-test: $(STAMP)
+	scripts/install_browser.sh $(BIN)/python
 	$(BIN)/python -m pytest -m browser tests -p no:cacheprovider
 
 data: $(STAMP)

@@ -70,7 +70,7 @@ CHECKS: dict[str, Callable[[], str]] = {
 }
 
 
-def run_checks() -> dict[str, bool]:
+def run_checks() -> None:
     """Print one line per check; raise at the end if any failed (so papermill stops here)."""
     results = {}
     for name, check in CHECKS.items():
@@ -84,4 +84,3 @@ def run_checks() -> dict[str, bool]:
     if failed:
         raise RuntimeError(f"{len(failed)} check(s) failed ({', '.join(failed)}): see the FIX lines above")
     print("\nAll checks passed. On to lesson 01!")
-    return results

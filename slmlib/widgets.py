@@ -65,7 +65,8 @@ class GenerationPlayground:
                                       style=style, layout=wide)
         self.seed = W.IntText(value=0, description="Seed", style=style, layout=W.Layout(width="220px"))
         self.generate_button = W.Button(description="Generate", button_style="primary", icon="play")
-        self.probs_button = W.Button(description="Next-token probabilities", icon="bar-chart")
+        self.probs_button = W.Button(description="Next-token probabilities", icon="bar-chart",
+                                     layout=W.Layout(width="auto"))
         self.text = W.HTML(value="<i>Press Generate.</i>", layout=W.Layout(width="720px"))
         self.chart = W.Image(format="png", layout=W.Layout(width="560px"))
         self.generate_button.on_click(lambda _: self.generate())
@@ -97,6 +98,7 @@ class GenerationPlayground:
             return None
         note = "".join(f"<div style='color:#8a6d00'>note: {html.escape(str(w.message))}</div>" for w in caught)
         prompt = self.prompt.value
+        self.chart.value = b""  # the old chart belonged to the old prompt
         self.text.value = (f"<div style='font-family:monospace;white-space:pre-wrap'><b>{html.escape(prompt)}</b>"
                            f"{html.escape(out[len(prompt):])}</div>{note}")
         return out

@@ -1,0 +1,231 @@
+"""Real JupyterLab in a real (headless) Chromium: the lessons' widgets, clicked as a student would.
+
+`make browser-test` runs only these tests. They
+  - install Debian's chromium and the playwright package if missing (scripts/install_browser.sh),
+  - train two tiny models into a temp folder (the playground needs saved models),
+  - start `jupyter lab` from the venv on a random loopback port with its own settings folders,
+  - open lessons 00, 03 and 09, run all cells from the Run menu and use the widgets.
+Screenshots go to outputs/browser/ (and the server log too when a test fails).
+
+SLM_BROWSER_BREAK checks that the test can fail (never set it in CI):
+  widgets   start Lab with the widget extension disabled: every test must fail;
+  generate  run a copy of lesson 09 whose Generate button does nothing: the playground test must fail.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+
+import pytest
+
+from browser_support import (CHROMIUM, CHROMIUM_ARGS, ROOT, SHOTS, InstallImpossible, LabServer,
+                             assert_no_widget_text_reprs, install_browser, open_notebook, output_texts,
+                             run_all_cells, screenshot, start_training, stop_process_group, wait_until)
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]  # the first test also installs Chromium
+
+BREAK = os.environ.get("SLM_BROWSER_BREAK", "")
+PLAYGROUND = "notebooks/09_generation_playground.ipynb"
+PROMPT = "The little dog"
+# ipywidgets 8 draws tqdm's bar as .widget-hprogress (older versions: .widget-progress / <progress>)
+PROGRESS = ", ".join(f".jp-OutputArea-output {c}" for c in (".widget-hprogress", ".widget-progress", "progress"))
+
+
+def _failed_since(request, count: int) -> bool:
+    return request.session.testsfailed > count
+
+
+@pytest.fixture(scope="module")
+def playwright_browser(tmp_path_factory):
+    """Headless Chromium (Debian's, no download) with a fresh profile and no network but loopback."""
+    try:
+        install_browser()
+    except InstallImpossible as e:
+        pytest.skip(f"cannot install Chromium here: {e}")
+    from playwright.sync_api import sync_playwright
+
+    pw = sync_playwright().start()
+    context = None
+    try:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=str(CHROMIUM), headless=True,
+            args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 1000}, service_workers="block")
+        context.set_default_timeout(30_000)
+        yield context
+    finally:
+        if context is not None:
+            context.close()
+        pw.stop()
+
+
+@pytest.fixture(scope="module")
+def lab_env(tmp_path_factory):
+    """Temp models/outputs folders; ultra_tiny and tiny start training now, in the background."""
+    tmp = tmp_path_factory.mktemp("browser")
+    models, outputs = tmp / "models", tmp / "outputs"
+    training = start_training(models, outputs, tmp / "train.log")
+    yield {"tmp": tmp, "models": models, "outputs": outputs, "training": training}
+    stop_process_group(training)
+
+
+@pytest.fixture(scope="module")
+def lab(lab_env, request):
+    """`jupyter lab` from the venv; always stopped (process group), its log kept when a test failed."""
+    failed_before = request.session.testsfailed
+    server = LabServer(lab_env["tmp"], lab_env["models"], lab_env["outputs"], disable_widgets=BREAK == "widgets")
+    started = False
+    try:
+        server.start()
+        started = True
+        yield server
+    finally:
+        server.stop()
+        if not started or _failed_since(request, failed_before):
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            shutil.copy(server.log_path, SHOTS / "jupyter-server.log")
+            train_log = lab_env["tmp"] / "train.log"
+            if train_log.exists():
+                shutil.copy(train_log, SHOTS / "train.log")
+
+
+@pytest.fixture
+def page(playwright_browser, lab, request):
+    """One Lab tab per test; closed, and its kernel shut down, afterwards (a failure screenshot first)."""
+    failed_before = request.session.testsfailed
+    pg = playwright_browser.new_page()
+    console = []
+    pg.on("console", lambda m: console.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+    yield pg
+    if _failed_since(request, failed_before):
+        try:
+            screenshot(pg, f"FAILED-{request.node.name}")
+            (SHOTS / f"FAILED-{request.node.name}-console.txt").write_text("\n".join(console))
+        except Exception:  # noqa: BLE001 - best effort: the test's own error is what matters
+            pass
+    pg.close()
+    lab.shutdown_kernels()
+
+
+def wait_for_training(lab_env) -> None:
+    proc = lab_env["training"]
+    try:
+        proc.wait(timeout=180)
+    finally:
+        log = (lab_env["tmp"] / "train.log").read_text(errors="replace")
+    assert proc.returncode == 0, f"training the test models failed:\n{log[-3000:]}"
+
+
+def widget_text(loc) -> str:
+    return loc.inner_text() if loc.count() else ""
+
+
+# ---------------------------------------------------------------------------------- tests
+
+
+def test_setup_check_widgets_render(page, lab):
+    """Lesson 00: the 'Try me' slider and the tqdm bar are real controls, not text."""
+    open_notebook(page, lab, "notebooks/00_setup_check.ipynb")
+    run_all_cells(page)
+    assert_no_widget_text_reprs(page, "00_setup_check")
+    slider = page.locator(".jp-OutputArea-output .widget-slider", has=page.locator("label", has_text="Try me"))
+    slider.first.wait_for(timeout=20_000)
+    bar = page.locator(PROGRESS)
+    bar.first.wait_for(timeout=20_000)
+    readout = slider.first.locator(".widget-readout")
+    assert readout.inner_text().strip() == "3", readout.inner_text()
+    # the bar filled up: tqdm's widget ends with the full count and a full, green bar
+    assert "30/30" in output_texts(page), output_texts(page)[-800:]
+    assert bar.first.locator(".progress-bar-success").evaluate("b => b.style.width") == "100%"
+    # and the slider is a live control: the keyboard moves it
+    slider.first.locator(".noUi-handle").focus()
+    page.keyboard.press("ArrowRight")
+    wait_until(lambda: readout.inner_text().strip() == "4", 10,
+               lambda: f"the slider did not move with the arrow key; readout {readout.inner_text()!r}")
+    screenshot(page, "00_setup_check", slider.first)
+
+
+def test_ultra_tiny_progress_and_live_plot(page, lab, lab_env):
+    """Lesson 03 (smoke): a tqdm widget bar while training and the live loss plot as an image."""
+    wait_for_training(lab_env)  # the lesson saves into the same temp models folder
+    open_notebook(page, lab, "notebooks/03_ultra_tiny.ipynb")
+    run_all_cells(page, timeout=180)
+    assert_no_widget_text_reprs(page, "03_ultra_tiny")
+    bar = page.locator(PROGRESS)
+    bar.first.wait_for(timeout=20_000)
+    assert re.search(r"ultra_tiny:\s*100%.*?20/20", output_texts(page), re.S), output_texts(page)[:1500]
+    plot = page.locator('.jp-OutputArea-output[data-mime-type="image/png"] img, .jp-RenderedImage img').first
+    plot.wait_for(timeout=20_000)
+    wait_until(lambda: plot.evaluate("i => i.complete && i.naturalWidth > 0"), 10,
+               "the live loss plot is not a loaded image")
+    screenshot(page, "03_ultra_tiny", bar.first)
+
+
+def test_generation_playground(page, lab, lab_env, request):
+    """Lesson 09: type a prompt, Generate, change the temperature, Generate again, ask for the chart."""
+    wait_for_training(lab_env)
+    path = PLAYGROUND
+    if BREAK == "generate":  # a copy whose Generate button does nothing: this test must fail
+        nb = json.loads((ROOT / PLAYGROUND).read_text())
+        cell = next(c for c in nb["cells"] if "generation_playground()" in "".join(c["source"]))
+        source = "".join(cell["source"])
+        cell["source"] = re.sub(r"^playground$", "playground.generate_button._click_handlers.callbacks = []\n"
+                                "playground", source, count=1, flags=re.M)
+        assert cell["source"] != source, "could not break the Generate button in a copy of lesson 09"
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        broken = SHOTS / "_broken_09_generation_playground.ipynb"
+        broken.write_text(json.dumps(nb))
+        request.addfinalizer(lambda: broken.unlink(missing_ok=True))
+        path = str(broken.relative_to(ROOT))
+    open_notebook(page, lab, path)
+    run_all_cells(page)
+    assert_no_widget_text_reprs(page, "09_generation_playground")
+
+    pg = page.locator(".widget-vbox", has=page.locator("b", has_text="Generation playground")).first
+    generate = pg.locator(".widget-button", has_text=re.compile(r"^\s*Generate\s*$"))
+    generate.wait_for(timeout=20_000)
+    options = pg.locator(".widget-dropdown select option").all_inner_texts()
+    assert any(o.startswith("ultra_tiny") for o in options) and any(o.startswith("tiny") for o in options), options
+    output = pg.locator(".widget-html-content").last
+    chart = pg.locator(".widget-image img, img.widget-image").first
+    screenshot(page, "09_1_rendered", pg)
+
+    def generated() -> str:
+        return widget_text(output).strip()
+
+    # 1. type a prompt, press Generate
+    before = generated()
+    pg.locator(".widget-text", has=page.locator("label", has_text="Prompt")).locator("input").fill(PROMPT)
+    generate.click()
+    first = wait_until(lambda: (t := generated()).startswith(PROMPT) and len(t) > len(PROMPT) + 5 and t, 30,
+                       lambda: f"after typing {PROMPT!r} and clicking Generate, the output should start with "
+                               f"the prompt and continue it; it shows {generated()[:300]!r} "
+                               f"(before the click: {before[:120]!r})")
+    screenshot(page, "09_2_generated", pg)
+
+    # 2. a low temperature (safe and repetitive), with the arrow keys on the slider handle, then Generate
+    #    again. (Going up from 0.80 is no test: a model trained for a few steps is nearly flat over its
+    #    top-k, so with the same seed 1.3 samples the same tokens as 0.8.)
+    temp = pg.locator(".widget-slider", has=page.locator("label", has_text="Temperature"))
+    readout = temp.locator(".widget-readout")
+    assert readout.inner_text().strip() == "0.80", readout.inner_text()
+    temp.locator(".noUi-handle").focus()
+    for _ in range(12):
+        page.keyboard.press("ArrowLeft")
+    wait_until(lambda: readout.inner_text().strip() == "0.20", 10,
+               lambda: f"12 arrow presses should move the temperature 0.80 -> 0.20; readout {readout.inner_text()!r}")
+    generate.click()
+    second = wait_until(lambda: (t := generated()) != first and t.startswith(PROMPT) and t, 30,
+                        lambda: f"Generate at temperature 0.20 gave the same text as at 0.80: {generated()[:300]!r}")
+    screenshot(page, "09_3_temperature", pg)
+
+    # 3. the next-token chart for the new prompt
+    src_before = chart.get_attribute("src") or ""
+    pg.locator(".widget-button", has_text="Next-token probabilities").click()
+    wait_until(lambda: (chart.get_attribute("src") or "") not in ("", src_before), 30,
+               "clicking 'Next-token probabilities' did not draw a new chart")
+    wait_until(lambda: chart.evaluate("i => i.complete && i.naturalWidth > 0"), 10,
+               "the next-token chart is not a loaded image")
+    assert generated() == second, "the chart button should not change the generated text"
+    screenshot(page, "09_4_probabilities", pg)
