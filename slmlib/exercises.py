@@ -76,6 +76,8 @@ def make_exercise(solution: nbformat.NotebookNode, name: str) -> nbformat.Notebo
         if cell.cell_type == "code":
             cell.source = strip_solutions(cell.source, f"{name}.ipynb, cell {i}")
             cell.outputs, cell.execution_count = [], None
+        elif BEGIN in cell.source:  # it would reach the students as it is
+            raise SolutionMarkerError(f"{name}.ipynb, cell {i}: solution markers only work in code cells")
     nbformat.validate(nb)
     return nb
 
@@ -118,21 +120,11 @@ def is_check_cell(cell) -> bool:
     return cell.cell_type == "code" and cell.source.lstrip().startswith(CHECK_MARK)
 
 
-def _normal(source: str) -> str:
-    return "\n".join(line.rstrip() for line in source.strip().splitlines())
-
-
-def check_sources(path: Path) -> list[str] | None:
-    """The check cells of a reference exercise notebook (None when there is none)."""
-    if not path.is_file():
-        return None
-    return [_normal(c.source) for c in nbformat.read(path, as_version=4).cells if is_check_cell(c)]
-
-
-def passed_checks(nb) -> list[str]:
-    """Sources of the check cells that ran and produced no error."""
-    return [_normal(c.source) for c in nb.cells if is_check_cell(c) and c.get("execution_count") is not None
-            and not any(o.output_type == "error" for o in c.outputs)]
+def check_sources(nb, passed_only: bool = False) -> list[str]:
+    """The check cells' sources (whitespace-normalised); with passed_only, those that ran without an error."""
+    return ["\n".join(line.rstrip() for line in c.source.strip().splitlines()) for c in nb.cells
+            if is_check_cell(c) and not (passed_only and (c.get("execution_count") is None
+                                                          or any(o.output_type == "error" for o in c.outputs)))]
 
 
 def find_submissions(folder: Path) -> list[tuple[str, Path]]:
@@ -162,21 +154,26 @@ def run_submission(path: Path, graded_path: Path, timeout: int, env: dict, smoke
     """Execute one notebook in its own folder, errors allowed. -> (executed nb or None, error)."""
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError
+    from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
 
     from .course import kernel_name
 
+    kernel = kernel_name()
     try:
-        nb = nbformat.read(path, as_version=4)
-        nbformat.validate(nb)
+        nb = load_notebook_node(str(path))  # nbformat.read, plus the metadata papermill expects
+        nb = parameterize_notebook(nb, {"smoke": smoke}, kernel_name=kernel, language="python")
     except Exception as e:  # not JSON, not a notebook, not UTF-8...
         return None, f"unreadable notebook ({_first_line(e)})"
-    kernel = kernel_name()
-    nb = parameterize_notebook(nb, {"smoke": smoke}, kernel_name=kernel, language="python")
-    deadline = time.monotonic() + timeout
+    started = None  # the clock starts at the first cell: a slow kernel start costs the student nothing
+
+    def time_left(cell) -> int:
+        nonlocal started
+        started = started or time.monotonic()
+        return max(1, math.ceil(started + timeout - time.monotonic()))
+
     client = NotebookClient(nb, kernel_name=kernel, allow_errors=True, shutdown_kernel="immediate",
-                            timeout_func=lambda cell: max(1, math.ceil(deadline - time.monotonic())),
-                            resources={"metadata": {"path": str(path.parent.resolve())}})
+                            timeout_func=time_left, resources={"metadata": {"path": str(path.parent.resolve())}})
     error = ""
     try:
         client.execute(env=env)
@@ -190,10 +187,11 @@ def run_submission(path: Path, graded_path: Path, timeout: int, env: dict, smoke
 
 
 def first_error(nb) -> str:
+    """Where the first error output is, in the graded copy (cells counted from 0)."""
     for i, cell in enumerate(nb.cells):
         for o in cell.get("outputs", []):
             if o.output_type == "error":
-                return f"cell {i}: {o.ename}: {ANSI.sub('', o.evalue)[:160]}".rstrip(": ")
+                return f"first error in cell {i}: {o.ename}: {ANSI.sub('', o.evalue)[:160]}".rstrip(": ")
     return ""
 
 
@@ -203,39 +201,35 @@ def grade_notebook(student: str, path: Path, graded_dir: Path, timeout: int, env
     start = time.perf_counter()
     nb, error = run_submission(path, graded_dir / student / path.name, timeout, env, smoke)
     exercise = (nb.metadata.get("slm_course", {}).get("exercise") if nb else None) or path.stem
-    reference = check_sources(Path(exercises_dir) / f"{exercise}.ipynb")
-    checks = [_normal(c.source) for c in nb.cells if is_check_cell(c)] if nb else []
-    passed = passed_checks(nb) if nb else []
-    total = len(checks) if reference is None else len(reference)  # not one of ours: its own checks
-    if reference is not None:
+    reference_path = Path(exercises_dir) / f"{exercise}.ipynb"
+    reference = check_sources(nbformat.read(reference_path, as_version=4)) if reference_path.is_file() else None
+    checks, passed = (check_sources(nb), check_sources(nb, passed_only=True)) if nb else ([], [])
+    problems = [error, first_error(nb) if nb else ""]
+    if reference is not None:  # one of ours: only its own, unedited checks count
         passed = [s for s in passed if s in reference]
         missing = len(set(reference) - set(checks))
-        if nb and missing:
-            error = "; ".join(filter(None, [error, f"{missing} check cell(s) edited or deleted (count as failed)"]))
-    if nb and not error:
-        error = first_error(nb)
-    return {"student": student, "exercise": exercise, "passed": len(set(passed)), "total": total,
-            "seconds": round(time.perf_counter() - start, 1), "error": error}
+        problems.append(f"{missing} check cell(s) edited or deleted (count as failed)" if nb and missing else "")
+    return {"student": student, "exercise": exercise, "passed": len(set(passed)),
+            "total": len(reference if reference is not None else checks),
+            "seconds": round(time.perf_counter() - start, 1), "error": "; ".join(filter(None, problems))}
 
 
 def grade_report(rows: list[dict], timeout: int, smoke: bool) -> str:
     from .experiments import format_table
 
-    students = {}
-    for r in rows:
-        s = students.setdefault(r["student"], {"student": r["student"], "notebooks": 0, "passed": 0, "total": 0})
-        s["notebooks"] += 1
-        s["passed"] += r["passed"]
-        s["total"] += r["total"]
-    for s in students.values():
-        s["score"] = f"{100 * s['passed'] / s['total']:.0f}%" if s["total"] else "-"
+    students = []
+    for name in dict.fromkeys(r["student"] for r in rows):
+        mine = [r for r in rows if r["student"] == name]
+        passed, total = sum(r["passed"] for r in mine), sum(r["total"] for r in mine)
+        students.append({"student": name, "notebooks": len(mine), "passed": passed, "total": total,
+                         "score": f"{100 * passed / total:.0f}%" if total else "-"})
     problems = [f"- {r['student']} / {r['exercise']}: {r['error']}" for r in rows if r["error"]]
     return "\n".join([
         "# Exercise grades", "",
         f"{len(rows)} notebook(s) from {len(students)} student(s); {'smoke' if smoke else 'full'} mode, "
         f"at most {timeout} s per notebook. A task counts as passed when its `# CHECK` cell ran without an error.",
-        "", "## Per student", "", format_table(list(students.values()), ["student", "notebooks", "passed", "total", "score"]),
-        "", "## Per notebook", "", format_table(rows, GRADE_COLUMNS),
+        "", "## Per student", "", format_table(students, ["student", "notebooks", "passed", "total", "score"]),
+        "", "## Per notebook", "", format_table([{**r, "error": r["error"].replace("|", "/")} for r in rows], GRADE_COLUMNS),
         "", "## Problems", "", *(problems or ["None."]), ""])
 
 
@@ -245,16 +239,18 @@ def grade_submissions(submissions: Path, out: Path = Path("grades.csv"), timeout
     and the executed copies in `graded/` beside it. The submitted files are never modified."""
     from tqdm.auto import tqdm
 
-    jobs = find_submissions(Path(submissions))
     out = Path(out)
     graded_dir = out.parent / "graded"
+    # Executed copies from an earlier run are not submissions, even when they sit among them.
+    jobs = [(s, p) for s, p in find_submissions(Path(submissions)) if graded_dir.resolve() not in p.resolve().parents]
     rows = []
     with tempfile.TemporaryDirectory(prefix="slm-grade-") as scratch:
         bar = tqdm(jobs, desc="grading", unit="notebook")
         for student, path in bar:
             bar.set_postfix_str(f"{student}/{path.name}")
-            # Models a notebook trains go to a scratch folder, never to the course's models/ or outputs/.
-            env = {**os.environ, "SLM_SMOKE": "1" if smoke else "0",
+            # Trained models go to a scratch folder, never to the course's models/ or outputs/. In smoke
+            # mode one torch thread (unless set): on a busy CPU more threads make tiny models ~10x slower.
+            env = {**({"OMP_NUM_THREADS": "1"} if smoke else {}), **os.environ, "SLM_SMOKE": "1" if smoke else "0",
                    "SLM_OUTPUTS_DIR": str(Path(scratch) / student / "outputs"),
                    "SLM_MODELS_DIR": str(Path(scratch) / student / "models")}
             rows.append(grade_notebook(student, path, graded_dir, timeout, env, smoke, exercises_dir))

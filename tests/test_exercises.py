@@ -1,0 +1,202 @@
+"""Exercises: built from solutions/, solutions run green, exercises stop at their first task, grading.
+
+The notebooks run two at a time in worker processes (papermill + a kernel each), one torch thread
+per kernel: on a busy 2-core machine, two torch threads per kernel make smoke training ~10x slower.
+"""
+import concurrent.futures as cf
+import csv
+import hashlib
+import multiprocessing
+import os
+import re
+
+import nbformat
+import pytest
+
+from slmlib import exercises as ex
+from slmlib.__main__ import main
+from slmlib.course import run_notebook
+
+SOLUTIONS = sorted(ex.SOLUTIONS_DIR.glob("*.ipynb"))
+NAMES = [p.name for p in SOLUTIONS]
+LESSON_NUMBERS = range(11)  # notebooks/00_setup_check ... 10_next_steps
+PARAMETERS_LINE = 'smoke = os.environ.get("SLM_SMOKE", "0") == "1"'
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code"
+            and "injected-parameters" not in c.metadata.get("tags", [])]
+
+
+def _set_env(env):
+    os.environ.update(env)
+
+
+# ---------------------------------------------------------------- one source
+
+def test_committed_exercises_are_built_from_solutions(tmp_path):
+    assert ex.build_exercises(check=True) == [], "run `python -m slmlib exercises build`"
+    assert ex.build_exercises(exercises_dir=tmp_path) == NAMES
+    for name in NAMES:
+        assert (tmp_path / name).read_bytes() == (ex.EXERCISES_DIR / name).read_bytes(), name
+    assert ex.build_exercises(exercises_dir=tmp_path) == [], "a second build changes nothing"
+    assert main(["exercises", "build", "--check"]) == 0
+
+
+def test_build_reports_and_repairs_stale_exercises(tmp_path):
+    ex.build_exercises(exercises_dir=tmp_path)
+    (tmp_path / NAMES[0]).write_text("edited by hand", encoding="utf-8")
+    (tmp_path / "ex99_gone.ipynb").write_text("{}", encoding="utf-8")
+    assert ex.build_exercises(check=True, exercises_dir=tmp_path) == [NAMES[0], "ex99_gone.ipynb"]
+    assert (tmp_path / "ex99_gone.ipynb").exists(), "check mode writes nothing"
+    assert ex.build_exercises(exercises_dir=tmp_path) == [NAMES[0], "ex99_gone.ipynb"]
+    assert not (tmp_path / "ex99_gone.ipynb").exists()
+    assert ex.build_exercises(check=True, exercises_dir=tmp_path) == []
+
+
+def test_strip_solutions_keeps_indentation_and_code_around():
+    src = "def f(x):\n    y = 1\n    ### BEGIN SOLUTION\n    return x + y\n    ### END SOLUTION\n\nprint(f(1))"
+    assert ex.strip_solutions(src) == ("def f(x):\n    y = 1\n    # YOUR CODE HERE\n"
+                                       "    raise NotImplementedError()\n\nprint(f(1))")
+    assert ex.strip_solutions("a = 1") == "a = 1"
+    for bad in ("### BEGIN SOLUTION\nx = 1", "x = 1\n### END SOLUTION",
+                "### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION"):
+        with pytest.raises(ex.SolutionMarkerError):
+            ex.strip_solutions(bad)
+
+
+def test_there_are_enough_exercises_numbered_like_the_lessons():
+    assert len(SOLUTIONS) >= 8
+    for p in SOLUTIONS:
+        m = re.fullmatch(r"ex(\d\d)b?_[a-z0-9_]+\.ipynb", p.name)
+        assert m and int(m.group(1)) in LESSON_NUMBERS, p.name
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=NAMES)
+def test_solution_notebook_structure(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec == ex.KERNELSPEC and "widgets" not in nb.metadata
+    cells = code_cells(nb)
+    assert all(not c.outputs and c.execution_count is None for c in cells), "commit solutions without outputs"
+    assert "import" in cells[0].source and "parameters" not in cells[0].metadata.get("tags", [])
+    assert cells[1].metadata.get("tags") == ["parameters"] and PARAMETERS_LINE in cells[1].source
+    checks = [i for i, c in enumerate(cells) if ex.is_check_cell(c)]
+    assert len(checks) >= 2, "at least two tasks"
+    for task, i in enumerate(checks, 1):
+        assert f'print("✓ Task {task} passed")' in cells[i].source
+        assert "assert " in cells[i].source and "Hint:" in cells[i].source
+        assert ex.BEGIN in cells[i - 1].source, f"task {task}: the cell before a check holds its solution"
+        assert ex.BEGIN not in cells[i].source
+
+
+# ---------------------------------------------------------------- running them
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Start every solution and exercise notebook in smoke mode; {(folder, name): future of its row}."""
+    out = tmp_path_factory.mktemp("exercise-runs")
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(3, mp_context=ctx, initializer=_set_env, initargs=(ONE_THREAD,)) as pool:
+        futures = {(folder.name, name): pool.submit(run_notebook, folder / name, out / folder.name / name,
+                                                    {"smoke": True})
+                   for folder in (ex.SOLUTIONS_DIR, ex.EXERCISES_DIR) for name in NAMES}
+        yield out, futures
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_solution_runs_green_in_smoke_mode(runs, name):
+    out, futures = runs
+    row = futures["solutions", name].result()
+    assert row["status"] == "ok", row["error"]
+    cells = code_cells(nbformat.read(out / "solutions" / name, as_version=4))
+    printed = ["".join(o.get("text", "") for o in c.outputs) for c in cells if ex.is_check_cell(c)]
+    assert printed and all(f"✓ Task {i} passed" in text for i, text in enumerate(printed, 1)), printed
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_exercise_stops_at_its_first_task(runs, name):
+    out, futures = runs
+    row = futures["exercises", name].result()
+    assert row["status"] == "failed", "an untouched exercise must not run through"
+    cells = code_cells(nbformat.read(out / "exercises" / name, as_version=4))
+    first_task = next(i for i, c in enumerate(cells) if ex.STUB[1] in c.source)
+    errors = [(i, o) for i, c in enumerate(cells) for o in c.outputs if o.output_type == "error"]
+    assert [(i, o.ename) for i, o in errors] == [(first_task, "NotImplementedError")], \
+        [(i, o.ename, o.evalue) for i, o in errors]
+    assert all(c.execution_count is not None for c in cells[: first_task + 1])
+
+
+# ---------------------------------------------------------------- grading
+
+def _hashes(folder):
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _class_of(subs):
+    """alice: one complete notebook, one that is not JSON; bob: task 1 done, check 3 gutted; dave: loops forever."""
+    solution = nbformat.read(ex.SOLUTIONS_DIR / "ex02_causal_mask.ipynb", as_version=4)
+    exercise = nbformat.read(ex.EXERCISES_DIR / "ex02_causal_mask.ipynb", as_version=4)
+    tasks = [i for i, c in enumerate(exercise.cells) if c.cell_type == "code" and ex.STUB[1] in c.source]
+    checks = [i for i, c in enumerate(exercise.cells) if ex.is_check_cell(c)]
+    where = nbformat.v4.new_code_cell('import os\nprint("cwd:", os.getcwd())')
+
+    (subs / "alice").mkdir(parents=True)
+    (subs / "alice" / "ex01_tokens.ipynb").write_text('{"cells": [', encoding="utf-8")
+    solution.cells.append(where)
+    nbformat.write(solution, subs / "alice" / "ex02_causal_mask.ipynb")
+
+    bob = nbformat.from_dict(exercise)
+    bob.cells[tasks[0]].source = solution.cells[tasks[0]].source
+    bob.cells[checks[2]].source = '# CHECK\nprint("✓ Task 3 passed")'
+    bob.cells.append(where)
+    nbformat.write(bob, subs / "bob.ipynb")
+
+    dave = nbformat.from_dict(exercise)
+    dave.cells[tasks[0]].source = "while True:\n    pass"
+    (subs / "dave").mkdir()
+    nbformat.write(dave, subs / "dave" / "ex02_causal_mask.ipynb")
+
+
+def test_grading_a_class(tmp_path, runs):
+    # `runs` keeps the notebook workers busy in the background while this grades in the foreground.
+    subs = tmp_path / "submissions"
+    _class_of(subs)
+    before = _hashes(subs)
+    out = tmp_path / "report" / "grades.csv"
+    rows = ex.grade_submissions(subs, out=out, timeout=8)
+    assert _hashes(subs) == before, "submitted files must never change"
+
+    table = {(r["student"], r["exercise"]): r for r in csv.DictReader(out.open(encoding="utf-8"))}
+    assert [(r["student"], r["exercise"]) for r in rows] == list(table)
+    got = {k: (int(r["passed"]), int(r["total"])) for k, r in table.items()}
+    assert got == {("alice", "ex01_tokens"): (0, 3), ("alice", "ex02_causal_mask"): (3, 3),
+                   ("bob", "ex02_causal_mask"): (1, 3), ("dave", "ex02_causal_mask"): (0, 3)}
+    assert table["alice", "ex02_causal_mask"]["error"] == ""
+    assert "edited or deleted" in table["bob", "ex02_causal_mask"]["error"]
+    assert "unreadable notebook" in table["alice", "ex01_tokens"]["error"]
+    assert "timed out" in table["dave", "ex02_causal_mask"]["error"]
+    assert float(table["dave", "ex02_causal_mask"]["seconds"]) >= 8
+
+    report = (tmp_path / "report" / "grades.md").read_text(encoding="utf-8")
+    assert "| alice | 2 | 3 | 6 | 50% |" in report and "| bob | 1 | 1 | 3 | 33% |" in report
+    assert "alice / ex01_tokens: unreadable notebook" in report
+
+    graded = tmp_path / "report" / "graded"
+    alice = nbformat.read(graded / "alice" / "ex02_causal_mask.ipynb", as_version=4)
+    assert f"cwd: {subs / 'alice'}" in alice.cells[-1].outputs[0].text, "runs in the student's folder"
+    bob = nbformat.read(graded / "bob" / "bob.ipynb", as_version=4)
+    assert f"cwd: {subs}\n" in bob.cells[-1].outputs[0].text, "allow errors: cells after a failure still run"
+    assert (graded / "dave" / "ex02_causal_mask.ipynb").is_file()
+    assert not (graded / "alice" / "ex01_tokens.ipynb").exists()
+
+
+def test_grade_command(tmp_path, capsys):
+    (tmp_path / "subs").mkdir()
+    (tmp_path / "subs" / "erin.ipynb").write_text("not a notebook", encoding="utf-8")
+    assert main(["grade", str(tmp_path / "subs"), "--out", str(tmp_path / "g.csv"), "--timeout", "5"]) == 0
+    assert "unreadable notebook" in (tmp_path / "g.csv").read_text(encoding="utf-8")
+    assert (tmp_path / "g.md").is_file()
+    assert main(["grade", str(tmp_path / "nowhere")]) == 2
+    assert "submissions folder not found" in capsys.readouterr().err
