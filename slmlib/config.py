@@ -69,7 +69,8 @@ LEVELS: dict[str, LevelConfig] = {
         LevelConfig("tiny", 2, stories=200, n_layer=2, n_head=2, n_embd=64, max_iters=400,
                     batch_size=16, eval_interval=50, eval_iters=2),
         LevelConfig("small", 3, stories=1000, n_layer=3, n_head=3, n_embd=96, max_iters=800),
-        LevelConfig("medium", 4, stories=3000, n_layer=3, n_head=3, n_embd=96, max_iters=900),
+        # A gentler learning rate: at 3e-3 medium memorises enough in ~1.5 passes to keep a 0.06 gap.
+        LevelConfig("medium", 4, stories=3000, n_layer=3, n_head=3, n_embd=96, max_iters=1200, lr=2e-3),
         LevelConfig("large", 5, stories=10000, n_layer=4, n_head=4, n_embd=128, max_iters=2000),
     )
 }
