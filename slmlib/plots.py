@@ -24,9 +24,8 @@ def plot_history(history, floor: float | None = None, ax=None, title: str | None
     ax.set_ylabel("loss (nats per token)")
     if title is None and history.config:
         title = f"{history.config.get('name', '')}: {history.config.get('stories', '?')} stories"
-    if history.records:
-        last = history.records[-1]
-        title = f"{title}  (gap {last['val_loss'] - last['train_loss']:+.2f})"
+    if history.gap is not None:  # the precise final gap once training is done
+        title = f"{title}  (gap {history.gap:+.2f})"
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize=8)
