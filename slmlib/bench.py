@@ -14,6 +14,7 @@ import os
 import platform
 import socket
 import statistics
+import threading
 import time
 from pathlib import Path
 
@@ -32,11 +33,12 @@ MFU_TARGET = 0.5  # >= 50% of measured peak at the largest level
 FLOPS_FORMULA = ("6*(N_non_embedding + n_embd*vocab) + 6*n_layer*n_embd*block_size "
                  "(matmul params fwd+bwd, the tied output layer, causal attention 12*L*C*T/2)")
 
-# quick: the same code path with tiny step counts (the test; not numbers to report).
+# quick: the same code path with tiny step counts (the test; not numbers to report). The
+# peak stays large in both: small or few matmuls under-measure it and MFU would exceed 1.
 SETTINGS = {
-    False: dict(warmup=5, timed=10, repeats=3, peak_sizes=(1024, 1536, 2048), peak_repeats=3,
+    False: dict(warmup=5, timed=10, repeats=3, peak_sizes=(1024, 1536, 2048), peak_repeats=5,
                 gen_tokens=200, profile_steps=20, ladder={}),
-    True: dict(warmup=1, timed=1, repeats=3, peak_sizes=(512, 1024), peak_repeats=2,
+    True: dict(warmup=1, timed=1, repeats=3, peak_sizes=(1024, 2048), peak_repeats=3,
                gen_tokens=8, profile_steps=2,
                ladder=dict(max_iters=3, eval_interval=3, eval_iters=1, final_eval_windows=4)),
 }
@@ -60,6 +62,25 @@ def machine_info() -> dict:
             "bf16_in_hardware": bool(flags & {"avx512_bf16", "amx_bf16"}),
             "python": platform.python_version(), "platform": platform.platform(),
             "load_avg_1_5_15_at_start": [round(x, 2) for x in os.getloadavg()]}
+
+
+class LoadWatch:
+    """Samples the 1-minute load average during the run: other work on the machine skews
+    every number here, so the results say how busy it was."""
+
+    def __init__(self, every_s: float = 5.0):
+        self.samples, self._stop = [os.getloadavg()[0]], threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
+        self._thread.start()
+
+    def _run(self, every_s):
+        while not self._stop.wait(every_s):
+            self.samples.append(os.getloadavg()[0])
+
+    def stop(self) -> dict:
+        self._stop.set()
+        return {"load_1min_max": round(max(self.samples), 2),
+                "load_1min_mean": round(statistics.fmean(self.samples), 2)}
 
 
 def matmul_peak(dtype: torch.dtype, sizes, repeats: int) -> float:
@@ -161,9 +182,10 @@ def profile_steps(level: str, step, n: int) -> dict:
         if b == "other":
             other_ops[ev.name] = other_ops.get(ev.name, 0.0) + ev.self_cpu_time_total
     share = {b: round(us[b] / 1e6 / wall, 3) for b in PROFILE_BUCKETS[:-1]}
-    share["other"] = round(max(0.0, 1 - sum(share.values())), 3)  # incl. Python between ops
+    share["other"] = round(max(0.0, 1 - sum(share.values())), 3)
     top = sorted(other_ops.items(), key=lambda kv: -kv[1])[:5]  # what "other" mostly is
     return {"level": level, "steps": n, "ms_per_step": round(1000 * wall / n, 1), **share,
+            "outside_ops": round(max(0.0, 1 - sum(us.values()) / 1e6 / wall), 3),  # Python, profiler
             "top_other_ops": {k: round(v / 1e6 / wall, 3) for k, v in top}}
 
 
@@ -186,12 +208,13 @@ def run_benchmarks(quick: bool = False, out_dir: Path | str = Path("benchmarks/r
     s, out_dir = SETTINGS[bool(quick)], Path(out_dir)
     levels = list(LEVELS.values())
     res = {"date": datetime.date.today().isoformat(), "quick": bool(quick), "machine": machine_info(),
-           "settings": {k: v for k, v in s.items()} | {"device": "cpu", "precision": "fp32"}}
+           "settings": dict(s) | {"device": "cpu", "precision": "fp32"},
+           "configs": {c.name: c.to_dict() for c in levels}}  # config.py changes; keep what ran
+    watch = LoadWatch()
     bar = tqdm(total=2 + 4 * len(levels), desc="bench", unit="task", dynamic_ncols=True)
 
-    def task(name: str):
+    def task(name: str) -> None:
         bar.set_description(f"bench: {name}")
-        return name
 
     task("matmul peak fp32")
     peak = {"fp32_flops": matmul_peak(torch.float32, s["peak_sizes"], s["peak_repeats"])}
@@ -260,6 +283,7 @@ def run_benchmarks(quick: bool = False, out_dir: Path | str = Path("benchmarks/r
         "mfu_50pct_largest": {"value": res["mfu"][-1]["mfu"], "met": res["mfu"][-1]["mfu"] >= MFU_TARGET}}
     res["flops_formula"] = FLOPS_FORMULA
     res["machine"]["load_avg_1_5_15_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    res["machine"] |= watch.stop()
 
     md = to_markdown(res)
     name = f"{res['date']}-{res['machine']['hostname']}" + ("-quick" if quick else "")
@@ -276,7 +300,8 @@ def to_markdown(res: dict) -> str:
     lines = [f"# Benchmarks {res['date']} on {m['hostname']}" + (" (quick: not real numbers)" if res["quick"] else ""),
              "", f"{m['cpu_model']}, {m['usable_cores']} cores, torch {m['torch_version']} "
              f"({m['torch_threads']} threads, {m['cpu_capability']}), load average at start "
-             f"{m['load_avg_1_5_15_at_start']}, at end {m['load_avg_1_5_15_at_end']}.", "",
+             f"{m['load_avg_1_5_15_at_start']}, at end {m['load_avg_1_5_15_at_end']}, 1-min max during the "
+             f"run {m['load_1min_max']} (this run's own 2 threads count about 2).", "",
              f"Matmul peak: fp32 {p['fp32_flops'] / 1e9:.1f} GFLOP/s, bf16 {p['bf16_flops'] / 1e9:.1f} GFLOP/s "
              f"(best of square {p['sizes']}).", "",
              f"## Ladder: {res['ladder']['total_s']:.1f} s (target < {LADDER_TARGET_S:.0f} s: "
@@ -293,5 +318,5 @@ def to_markdown(res: dict) -> str:
              "## Generation (200 new tokens, batch 1, no KV cache)" if not res["quick"] else "## Generation", "",
              format_table(res["generation"], ["level", "new_tokens", "seconds", "tok_s", "kv_cache"]), "",
              "## Where a training step's time goes (share of wall time, torch.profiler)", "",
-             format_table(res["profile"], ["level", "ms_per_step", *PROFILE_BUCKETS]), ""]
+             format_table(res["profile"], ["level", "ms_per_step", *PROFILE_BUCKETS, "outside_ops"]), ""]
     return "\n".join(lines)
