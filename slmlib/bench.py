@@ -38,7 +38,7 @@ FLOPS_FORMULA = ("6*(N_non_embedding + n_embd*vocab) + 6*n_layer*n_embd*block_si
 SETTINGS = {
     False: dict(warmup=5, timed=10, repeats=3, peak_sizes=(1024, 1536, 2048), peak_repeats=5,
                 gen_tokens=200, profile_steps=20, ladder={}),
-    True: dict(warmup=1, timed=1, repeats=3, peak_sizes=(1024, 2048), peak_repeats=3,
+    True: dict(warmup=1, timed=1, repeats=2, peak_sizes=(1024, 2048), peak_repeats=2,
                gen_tokens=8, profile_steps=2,
                ladder=dict(max_iters=3, eval_interval=3, eval_iters=1, final_eval_windows=4)),
 }
@@ -64,12 +64,19 @@ def machine_info() -> dict:
             "load_avg_1_5_15_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
+def _cpu_times() -> list[int]:
+    try:  # the aggregate "cpu" line: user nice system idle iowait irq softirq steal ...
+        return [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return []
+
+
 class LoadWatch:
-    """Samples the 1-minute load average during the run: other work on the machine skews
-    every number here, so the results say how busy it was."""
+    """Samples the 1-minute load average during the run, and the CPU time a VM's host gave
+    to others (steal): other work skews every number here, so the results say how busy it was."""
 
     def __init__(self, every_s: float = 5.0):
-        self.samples, self._stop = [os.getloadavg()[0]], threading.Event()
+        self.samples, self._stop, self._cpu = [os.getloadavg()[0]], threading.Event(), _cpu_times()
         self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
         self._thread.start()
 
@@ -79,8 +86,10 @@ class LoadWatch:
 
     def stop(self) -> dict:
         self._stop.set()
+        d = [b - a for a, b in zip(self._cpu, _cpu_times())]
         return {"load_1min_max": round(max(self.samples), 2),
-                "load_1min_mean": round(statistics.fmean(self.samples), 2)}
+                "load_1min_mean": round(statistics.fmean(self.samples), 2),
+                "cpu_steal_share": round(d[7] / sum(d), 4) if len(d) == 8 and sum(d) else None}
 
 
 def matmul_peak(dtype: torch.dtype, sizes, repeats: int) -> float:
@@ -97,11 +106,11 @@ def matmul_peak(dtype: torch.dtype, sizes, repeats: int) -> float:
 
 
 def trainer(cfg: LevelConfig, data):
-    """A model and a `step(n)` doing train()'s step exactly (AdamW fused, clip 1.0), for timing."""
+    """A model and a `step(n)` doing train()'s step exactly (AdamW, clip 1.0), for timing."""
     torch.manual_seed(cfg.seed)
     model = TinyGPT.from_config(cfg, len(data.vocab))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95),
-                            weight_decay=cfg.weight_decay, fused=True)
+                            weight_decay=cfg.weight_decay)
     rng = torch.Generator().manual_seed(cfg.seed)
     model.train()
 
@@ -216,13 +225,14 @@ def run_benchmarks(quick: bool = False, out_dir: Path | str = Path("benchmarks/r
     def task(name: str) -> None:
         bar.set_description(f"bench: {name}")
 
-    task("matmul peak fp32")
-    peak = {"fp32_flops": matmul_peak(torch.float32, s["peak_sizes"], s["peak_repeats"])}
-    bar.update()
-    task("matmul peak bf16")
-    peak["bf16_flops"] = matmul_peak(torch.bfloat16, s["peak_sizes"], s["peak_repeats"])
-    peak |= {"sizes": list(s["peak_sizes"]), "bf16_in_hardware": res["machine"]["bf16_in_hardware"]}
-    bar.update()
+    def measure_peak(when: str) -> None:  # at the start and the end: a slow moment can't set it
+        for dtype, key in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
+            task(f"matmul peak {key} ({when})")
+            peak[f"{key}_flops_{when}"] = matmul_peak(dtype, s["peak_sizes"], s["peak_repeats"])
+        bar.update()
+
+    peak = {"sizes": list(s["peak_sizes"]), "bf16_in_hardware": res["machine"]["bf16_in_hardware"]}
+    measure_peak("start")
 
     # 1. The ladder at default settings, timed as a student runs it (data loading included).
     ladder, trained, data = [], {}, {}
@@ -246,7 +256,6 @@ def run_benchmarks(quick: bool = False, out_dir: Path | str = Path("benchmarks/r
                      "target_s": LADDER_TARGET_S}
     res["ladder"]["met"] = res["ladder"]["total_s"] < LADDER_TARGET_S
     res["quality"] = [{k: r[k] for k in ("level", "val_loss", "val_floor", "val_above_floor")} for r in ladder]
-    res["peak"] = {k: (round(v) if isinstance(v, float) else v) for k, v in peak.items()}
 
     # 4. Generation with the models just trained.
     res["generation"] = []
@@ -263,15 +272,19 @@ def run_benchmarks(quick: bool = False, out_dir: Path | str = Path("benchmarks/r
         row = throughput(cfg, data[cfg.name], load_data(cfg.replace(full_vocab=True)), s)
         model, step = row.pop("_trainer")
         res["throughput"].append(row)
-        fpt = flops_per_token(cfg, model)
-        achieved = row["compact_tok_s"] * fpt
-        res["mfu"].append({"level": cfg.name, "flops_per_token": fpt, "achieved_gflops": round(achieved / 1e9, 2),
-                           "peak_fp32_gflops": round(peak["fp32_flops"] / 1e9, 1),
-                           "mfu": round(achieved / peak["fp32_flops"], 4)})
+        res["mfu"].append({"level": cfg.name, "flops_per_token": flops_per_token(cfg, model)})
         bar.update()
         task(f"profile {cfg.name}")
         res["profile"].append(profile_steps(cfg.name, step, s["profile_steps"]))
         bar.update()
+    measure_peak("end")
+    for key in ("fp32", "bf16"):
+        peak[f"{key}_flops"] = max(peak[f"{key}_flops_start"], peak[f"{key}_flops_end"])
+    res["peak"] = {k: (round(v) if isinstance(v, float) else v) for k, v in peak.items()}
+    for row, tp in zip(res["mfu"], res["throughput"]):  # achieved FLOP/s / measured peak
+        achieved = tp["compact_tok_s"] * row["flops_per_token"]
+        row |= {"achieved_gflops": round(achieved / 1e9, 2), "peak_fp32_gflops": round(peak["fp32_flops"] / 1e9, 1),
+                "mfu": round(achieved / peak["fp32_flops"], 4)}
     bar.close()
 
     ratios = {r["level"]: r["ratio"] for r in res["throughput"]}
@@ -301,9 +314,11 @@ def to_markdown(res: dict) -> str:
              "", f"{m['cpu_model']}, {m['usable_cores']} cores, torch {m['torch_version']} "
              f"({m['torch_threads']} threads, {m['cpu_capability']}), load average at start "
              f"{m['load_avg_1_5_15_at_start']}, at end {m['load_avg_1_5_15_at_end']}, 1-min max during the "
-             f"run {m['load_1min_max']} (this run's own 2 threads count about 2).", "",
+             f"run {m['load_1min_max']} (this run's own threads count about {m['torch_threads']}), CPU steal "
+             f"{m['cpu_steal_share']}.", "",
              f"Matmul peak: fp32 {p['fp32_flops'] / 1e9:.1f} GFLOP/s, bf16 {p['bf16_flops'] / 1e9:.1f} GFLOP/s "
-             f"(best of square {p['sizes']}).", "",
+             f"(best of square {p['sizes']}, at the start and the end; fp32 start "
+             f"{p['fp32_flops_start'] / 1e9:.1f}, end {p['fp32_flops_end'] / 1e9:.1f}).", "",
              f"## Ladder: {res['ladder']['total_s']:.1f} s (target < {LADDER_TARGET_S:.0f} s: "
              f"{'met' if t['ladder_under_180s']['met'] else 'not met'})", "",
              format_table(res["ladder"]["levels"], ["level", "params", "steps", "wall_s", "train_loop_s", "tok_s", "train_loss",
