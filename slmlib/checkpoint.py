@@ -8,8 +8,6 @@ that is renamed into place: an interrupted save never destroys the previous file
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import torch
 from . import __version__
 from .config import LevelConfig, get_level
 from .model import TinyGPT
-from .paths import MODELS_DIR
+from .paths import MODELS_DIR, atomic_write
 from .tokenizer import Vocab
 
 FORMAT_VERSION = 1
@@ -40,15 +38,7 @@ def resume_path_for(path: Path | str) -> Path:
 
 
 def _atomic_torch_save(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def build_checkpoint(model: TinyGPT, config: LevelConfig, vocab: Vocab, history: dict | None,
@@ -152,9 +142,8 @@ def read_index(models_dir: Path | str = MODELS_DIR) -> dict:
 
 
 def _write_index(index: dict, models_dir: Path) -> None:
-    from .data import write_atomic
-
-    write_atomic(Path(models_dir) / INDEX_FILE, json.dumps(index, indent=2, sort_keys=True) + "\n")
+    text = json.dumps(index, indent=2, sort_keys=True) + "\n"
+    atomic_write(Path(models_dir) / INDEX_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def _index_entry(path: Path, config: LevelConfig, num_params: int, history: dict, data_stats: dict) -> dict:

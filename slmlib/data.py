@@ -12,7 +12,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -22,7 +21,7 @@ from pathlib import Path
 import torch
 
 from . import corpus
-from .paths import DATA_DIR, OUTPUTS_DIR
+from .paths import DATA_DIR, OUTPUTS_DIR, atomic_write
 from .tokenizer import EOT_ID, EOT_TEXT, Vocab, gpt2
 
 SPLIT_SEEDS = {"train": 1, "val": 2, "test": 3}
@@ -88,17 +87,8 @@ def format_stories(stories: Sequence[str]) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write via a temp file + rename, so an interrupted write never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; these are ordinary project files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write text via a temp file + rename, so an interrupted write never leaves half a file."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8", newline="\n"))
 
 
 # ---------------------------------------------------------------- building the course data
@@ -251,10 +241,7 @@ def _course_split_stream(split: str, data_dir: str) -> torch.Tensor:
     except Exception:  # missing or damaged: it is only a cache
         stream = gpt2_stream(_course_split_texts(split, data_dir))
         try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-            torch.save(stream, tmp)
-            os.replace(tmp, cache)
+            atomic_write(cache, lambda tmp: torch.save(stream, tmp))
         except OSError:
             pass  # a read-only outputs/ just means no cache
         return stream

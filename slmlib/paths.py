@@ -9,3 +9,23 @@ ROOT = Path(os.environ.get("SLM_COURSE_ROOT", Path(__file__).resolve().parents[1
 DATA_DIR = ROOT / "data"
 MODELS_DIR = Path(os.environ.get("SLM_MODELS_DIR", ROOT / "models"))
 OUTPUTS_DIR = Path(os.environ.get("SLM_OUTPUTS_DIR", ROOT / "outputs"))
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call write(temp_path), then rename the temp file into place.
+
+    An interrupted or failed write never leaves half a file, and the old file survives.
+    """
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; these are ordinary project files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
