@@ -21,6 +21,7 @@ from .checkpoint import (CheckpointError, _atomic_torch_save, build_checkpoint, 
                          model_from_checkpoint, read_checkpoint, resume_path_for, save_model)
 from .config import LevelConfig, get_level
 from .data import LevelData, eval_windows, get_batch, load_data
+from .device import pick_device
 from .model import TinyGPT
 
 
@@ -76,23 +77,6 @@ class History:
     @classmethod
     def from_dict(cls, d: dict) -> "History":
         return cls(**{k: d[k] for k in ("config", "records", "final", "status", "seconds", "resume_path") if k in d})
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    """'auto' uses a GPU (cuda, or Apple's mps) when there is one, else the CPU."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'mps'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' asked for, but this machine has no CUDA GPU; use device='cpu'")
-    return dev
 
 
 def lr_at(it: int, config: LevelConfig) -> float:

@@ -1,0 +1,61 @@
+"""Which device trains a model: the rule behind device="auto".
+
+The five course levels (98K to 1.1M parameters) train on the CPU even when a GPU is present:
+the README's numbers were measured on a CPU, so a student's run reproduces them, and a GPU's
+arithmetic (Apple's mps in particular) gives slightly different losses. A model of at least
+GPU_MIN_PARAMS parameters (a bigger preset than the course's) goes to the GPU when there is one.
+"""
+from __future__ import annotations
+
+import torch
+
+# A policy line, not a measured break-even: far above the largest course model (1.1M parameters)
+# and far below a GPT-2-small-sized model (124M), where a GPU clearly pays off.
+GPU_MIN_PARAMS = 10_000_000
+DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
+
+
+def available_gpu() -> str | None:
+    """'cuda' or 'mps' when this machine has one that torch can use, else None."""
+    if torch.cuda.is_available():
+        return "cuda"
+    return "mps" if _mps_available() else None
+
+
+def auto_device(n_params: int | None = None) -> tuple[torch.device, str]:
+    """The device "auto" picks for a model of n_params parameters, and why, in one sentence.
+
+    n_params=None means a course-sized model (the five levels), which stays on the CPU.
+    """
+    gpu = available_gpu()
+    if n_params is None or n_params < GPU_MIN_PARAMS:
+        size = "a course-sized model" if n_params is None else f"{n_params:,} parameters"
+        why = (f"{size} is under {GPU_MIN_PARAMS:,}: the CPU, where the README's numbers were measured"
+               + (f" (the {gpu} GPU stays free; pass device='{gpu}' to use it)" if gpu else ""))
+        return torch.device("cpu"), why
+    if gpu:
+        return torch.device(gpu), f"{n_params:,} parameters, at least {GPU_MIN_PARAMS:,}: the {gpu} GPU"
+    return torch.device("cpu"), f"{n_params:,} parameters would go to a GPU, but this machine has none"
+
+
+def pick_device(device: str = "auto", n_params: int | None = None) -> torch.device:
+    """The device to train on. "auto": the CPU for the course's models, a GPU for big ones.
+
+    n_params: the model's size, so "auto" can send a big model (>= GPU_MIN_PARAMS) to the GPU.
+    """
+    if device == "auto":
+        return auto_device(n_params)[0]
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use {', '.join(map(repr, DEVICE_NAMES))}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' asked for, but this machine has no CUDA GPU; use device='cpu'")
+    if dev.type == "mps" and not _mps_available():
+        raise ValueError("device 'mps' asked for, but this machine has no Apple GPU; use device='cpu'")
+    return dev
