@@ -6,6 +6,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 KERNEL := slm-course
 STAMP  := $(VENV)/.installed
+# CPU_TORCH=1 (e.g. `make test CPU_TORCH=1`): PyTorch's CPU-only wheel from PyTorch's own index,
+# instead of whatever the configured index gives (on Linux, PyPI's torch is the CUDA build).
+CPU_TORCH ?=
+CPU_TORCH_FLAG := $(if $(filter 1 yes true,$(CPU_TORCH)),--cpu-torch)
 
 .PHONY: help course test lab bench browser-test data exercises clean
 
@@ -18,16 +22,16 @@ help:
 	@echo "make data          regenerate data/ (byte-identical)"
 	@echo "make exercises     rebuild exercises/ from solutions/"
 	@echo "make clean         remove the venv, trained models and outputs"
+	@echo "CPU_TORCH=1        with any of these: set up with PyTorch's CPU-only wheel (needs the internet)"
 
 # The venv: pinned requirements, slmlib installed editable, and a Jupyter kernel that lives
 # inside the venv (so papermill, nbval and JupyterLab never pick up a stray system kernel).
-$(STAMP): requirements.txt pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
-	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
-	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python 3 (SLM Course)"
-	touch $(STAMP)
+# setup_course.py does it (and writes $(STAMP)): the same script sets up Windows and conda.
+# With CPU_TORCH=1 the script is always asked; it does nothing if torch came from the CPU index.
+$(STAMP): requirements.txt pyproject.toml $(if $(CPU_TORCH_FLAG),FORCE)
+	$(PYTHON) setup_course.py --venv $(VENV) $(CPU_TORCH_FLAG)
+
+FORCE:
 
 $(VENV): $(STAMP)
 
