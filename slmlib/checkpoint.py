@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from filelock import FileLock, Timeout
 
 from . import __version__
 from .config import LevelConfig, get_level
@@ -21,6 +23,7 @@ from .tokenizer import Vocab
 
 FORMAT_VERSION = 1
 INDEX_FILE = "model_index.json"
+EXPERIMENTS_DIR = "experiments"  # under models/: every run that is not a level's own
 
 
 class CheckpointError(RuntimeError):
@@ -129,16 +132,113 @@ def load_model(path: Path | str | None = None, level: str | int | None = None,
 
 
 # ---------------------------------------------------------------- the model index
+# The checkpoint files are the truth; model_index.json is a cache of what they hold. Every read
+# reconciles the two (one stat per file; a file is opened only when it is new or has changed since
+# it was indexed), and every read-modify-write holds a lock, so two kernels saving at once keep
+# both entries. Unreadable checkpoints are listed apart, never with their old losses.
+
+INDEX_LOCK_TIMEOUT = 120  # seconds; a save holds the lock for milliseconds
+NOT_MODELS = (".resume.pt", ".previous.pt")  # resumable state and kept-aside copies, not models
+
+
+def index_root(path: Path | str) -> Path:
+    """The models folder whose index lists this checkpoint (an experiment's is one level up)."""
+    parent = Path(path).parent
+    return parent.parent if parent.name == EXPERIMENTS_DIR else parent
+
+
+@contextmanager
+def _index_locked(models_dir: Path):
+    """Hold the folder's index lock; yields False (no lock, do not write) in a read-only folder."""
+    lock = FileLock(models_dir / f".{INDEX_FILE}.lock", timeout=INDEX_LOCK_TIMEOUT, is_singleton=True,
+                    poll_interval=0.005)
+    try:
+        lock.acquire()
+        locked = True
+    except Timeout:  # (a kind of OSError: caught first)
+        raise CheckpointError(f"{models_dir / INDEX_FILE} has been locked by another process for "
+                              f"{INDEX_LOCK_TIMEOUT} s; let it finish, or stop it, and try again.") from None
+    except OSError:  # a folder we may read but not write: reconcile in memory only
+        locked = False
+    try:
+        yield locked
+    finally:
+        if locked:
+            lock.release()
+
+
+def _model_files(models_dir: Path) -> dict[str, Path]:
+    """Index name (relative to models_dir) -> path, for every model file in the folder and its experiments."""
+    candidates = [*models_dir.glob("*.pt"), *(models_dir / EXPERIMENTS_DIR).glob("*.pt")]
+    return {p.relative_to(models_dir).as_posix(): p for p in sorted(candidates)
+            if not p.name.startswith(".") and not p.name.endswith(NOT_MODELS) and p.is_file()}
+
+
+def _file_stat(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _stored_index(models_dir: Path) -> dict:
+    """What model_index.json says, reduced to well-formed entries ({} parts when missing or malformed)."""
+    try:
+        raw = json.loads((models_dir / INDEX_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # missing, unreadable, not JSON, not UTF-8
+        raw = {}
+    raw = raw if isinstance(raw, dict) else {}
+    return {part: {k: v for k, v in raw[part].items() if isinstance(v, dict)}
+            if isinstance(raw.get(part), dict) else {} for part in ("models", "unreadable")}
+
+
+def _entry_from_file(name: str, path: Path) -> tuple[dict | None, str]:
+    """(index entry, "") for a usable checkpoint, (None, why not) for any other file."""
+    try:
+        ckpt = read_checkpoint(path)
+        model, config, _ = model_from_checkpoint(ckpt, path)
+        entry = _index_entry(path, config, model.num_params(), ckpt.get("history") or {},
+                             ckpt.get("data_stats") or {})
+    except Exception as e:  # whatever is wrong with a file, the index lists it as unusable and goes on
+        return None, f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+    entry.update(file=name, saved_at=ckpt.get("saved_at", entry["saved_at"]))
+    return entry, ""
+
+
+def _reconciled(models_dir: Path, stored: dict, skip: str = "") -> dict:
+    """The index for the files now in the folder: stored entries whose file is unchanged, fresh ones for the rest."""
+    index = {"models": {}, "unreadable": {}}
+    for name, path in _model_files(models_dir).items():
+        if name == skip:
+            continue
+        stat = _file_stat(path)
+        for part in ("models", "unreadable"):
+            old = stored[part].get(name)
+            if old is not None and old.get("file_stat") == stat:
+                index[part][name] = old
+                break
+        else:
+            entry, why = _entry_from_file(name, path)
+            if entry is not None:
+                index["models"][name] = {**entry, "file_stat": stat}
+            else:
+                index["unreadable"][name] = {"file": name, "reason": why, "file_stat": stat}
+    return index
+
 
 def read_index(models_dir: Path | str = MODELS_DIR) -> dict:
-    path = Path(models_dir) / INDEX_FILE
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {"models": {}}
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        # The index is a convenience rebuilt from the checkpoints; never let it block work.
-        return rebuild_index(models_dir)
+    """{"models": {name: entry}, "unreadable": {name: {reason}}} for the checkpoints now in the folder.
+
+    Names are relative to models_dir (experiments: "experiments/model_....pt"). A missing, stale or
+    damaged model_index.json is repaired from the files; a read-only folder is reconciled in memory.
+    """
+    models_dir = Path(models_dir)
+    if not models_dir.is_dir():
+        return {"models": {}, "unreadable": {}}
+    with _index_locked(models_dir) as writable:
+        stored = _stored_index(models_dir)
+        index = _reconciled(models_dir, stored)
+        if writable and index != stored:
+            _write_index(index, models_dir)
+    return index
 
 
 def _write_index(index: dict, models_dir: Path) -> None:
@@ -156,25 +256,24 @@ def _index_entry(path: Path, config: LevelConfig, num_params: int, history: dict
 
 
 def _update_index(path: Path, config: LevelConfig, model: TinyGPT, history: dict, data_stats: dict) -> None:
-    index = read_index(path.parent)
-    index["models"][path.name] = _index_entry(path, config, model.num_params(), history, data_stats)
-    _write_index(index, path.parent)
+    """Record a just-saved checkpoint, keeping every other model the folder holds."""
+    path = Path(path)
+    models_dir = index_root(path)
+    name = path.name if path.parent == models_dir else f"{EXPERIMENTS_DIR}/{path.name}"
+    with _index_locked(models_dir):
+        index = _reconciled(models_dir, _stored_index(models_dir), skip=name)
+        entry = _index_entry(path, config, model.num_params(), history, data_stats)
+        index["models"][name] = {**entry, "file": name, "file_stat": _file_stat(path)}
+        _write_index(index, models_dir)
 
 
 def rebuild_index(models_dir: Path | str = MODELS_DIR) -> dict:
-    """Recreate model_index.json from the checkpoints in the folder (skipping broken ones)."""
+    """Recreate model_index.json from the checkpoints alone, opening every one of them."""
     models_dir = Path(models_dir)
-    index = {"models": {}}
-    for path in sorted(models_dir.glob("*.pt")):
-        if path.name.endswith(".resume.pt"):
-            continue
-        try:
-            ckpt = read_checkpoint(path)
-            model, config, _ = model_from_checkpoint(ckpt, path)
-        except CheckpointError:
-            continue
-        index["models"][path.name] = _index_entry(path, config, model.num_params(),
-                                                  ckpt.get("history") or {}, ckpt.get("data_stats") or {})
-    if models_dir.is_dir():
-        _write_index(index, models_dir)
+    if not models_dir.is_dir():
+        return {"models": {}, "unreadable": {}}
+    with _index_locked(models_dir) as writable:
+        index = _reconciled(models_dir, {"models": {}, "unreadable": {}})
+        if writable:
+            _write_index(index, models_dir)
     return index
