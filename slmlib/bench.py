@@ -23,7 +23,7 @@ from torch.autograd.profiler import record_function
 
 from .config import LEVELS, LevelConfig
 from .data import get_batch, load_data, write_atomic
-from .experiments import format_table
+from .tables import format_table
 from .model import TinyGPT
 from .train import train
 
@@ -40,7 +40,7 @@ SETTINGS = {
                 gen_tokens=200, profile_steps=20, ladder={}),
     True: dict(warmup=1, timed=1, repeats=2, peak_sizes=(1024, 2048), peak_repeats=2,
                gen_tokens=8, profile_steps=2,
-               ladder=dict(max_iters=3, eval_interval=3, eval_iters=1, final_eval_windows=4)),
+               ladder=dict(max_iters=3, eval_interval=3, eval_windows=4)),
 }
 
 

@@ -8,7 +8,10 @@ that is renamed into place: an interrupted save never destroys the previous file
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,7 +19,9 @@ import torch
 from filelock import FileLock, Timeout
 
 from . import __version__
-from .config import LevelConfig, get_level
+from .config import LEVELS, ConfigError, LevelConfig, get_level
+from .errors import CourseError, as_sentence, first_sentences, is_whole_number
+from .history import History
 from .model import TinyGPT
 from .paths import MODELS_DIR, atomic_write
 from .tokenizer import Vocab
@@ -26,12 +31,50 @@ INDEX_FILE = "model_index.json"
 EXPERIMENTS_DIR = "experiments"  # under models/: every run that is not a level's own
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(CourseError, RuntimeError):
     """A checkpoint that cannot be used; the message says why and what to do."""
 
 
 def default_path(config: LevelConfig, models_dir: Path | str = MODELS_DIR) -> Path:
+    """The level's own model file: the one lessons 08-09, `test` and `generate` use."""
     return Path(models_dir) / f"model_{config.name}_{config.stories}_stories.pt"
+
+
+def model_path(config: LevelConfig, models_dir: Path | str = MODELS_DIR) -> Path:
+    """Where a run is saved: the level's own file for its default settings, else an experiment.
+
+    An experiment's name says what changed, e.g.
+    models/experiments/model_tiny_200_stories__lr=0.01_max_iters=30.pt,
+    so trying something never replaces the model a later lesson relies on.
+    """
+    changed = config.changed_settings()
+    if not changed:
+        return default_path(config, models_dir)
+    slug = "_".join(f"{k}={v}" for k, v in sorted(changed.items()))
+    slug = re.sub(r"[^A-Za-z0-9_.=-]+", "-", slug)[:120]
+    return Path(models_dir) / EXPERIMENTS_DIR / f"model_{config.name}_{config.stories}_stories__{slug}.pt"
+
+
+def level_owning(path: Path | str) -> LevelConfig | None:
+    """The level whose own model file this path is (whatever folder it is in), if any."""
+    name = Path(path).name
+    return next((c for c in LEVELS.values() if default_path(c).name == name), None)
+
+
+def previous_path_for(path: Path | str) -> Path:
+    """Where a level's model goes when it is replaced on purpose, so it is never lost."""
+    path = Path(path)
+    return path.with_name(path.stem + ".previous.pt")
+
+
+def keep_previous(path: Path | str) -> Path | None:
+    """Copy an existing model aside (name.previous.pt) before it is replaced; None if none."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    previous = previous_path_for(path)
+    shutil.copy2(path, previous)
+    return previous
 
 
 def resume_path_for(path: Path | str) -> Path:
@@ -40,8 +83,12 @@ def resume_path_for(path: Path | str) -> Path:
     return path.with_name(path.stem + ".resume.pt")
 
 
-def _atomic_torch_save(obj: dict, path: Path) -> None:
+def save_checkpoint(obj: dict, path: Path) -> None:
+    """torch.save through a temp file: the old file survives a failed or interrupted write."""
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+_atomic_torch_save = save_checkpoint  # the old name, kept for callers outside slmlib
 
 
 def build_checkpoint(model: TinyGPT, config: LevelConfig, vocab: Vocab, history: dict | None,
@@ -62,10 +109,13 @@ def build_checkpoint(model: TinyGPT, config: LevelConfig, vocab: Vocab, history:
 
 def save_model(model: TinyGPT, path: Path | str | None, config: LevelConfig, vocab: Vocab,
                history: dict | None = None, data_stats: dict | None = None,
-               update_index: bool = True) -> Path:
-    """Save a trained model (atomically) and record it in the model index beside it."""
-    path = Path(path) if path is not None else default_path(config)
-    _atomic_torch_save(build_checkpoint(model, config, vocab, history, data_stats), path)
+               update_index: bool = True, **extra) -> Path:
+    """Save a trained model (atomically) and record it in the model index beside it.
+
+    extra: more entries for the checkpoint, e.g. best_state_dict (the early-stopped weights).
+    """
+    path = Path(path) if path is not None else model_path(config)
+    save_checkpoint(build_checkpoint(model, config, vocab, history, data_stats, **extra), path)
     if update_index:
         _update_index(path, config, model, history or {}, data_stats or {})
     return path
@@ -79,16 +129,24 @@ def read_checkpoint(path: Path | str, train_hint: str | None = None) -> dict:
         raise CheckpointError(f"no model file at {path}. {hint}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as e:  # the file is there but cannot be read: its data may be fine
+        fix = (f"Make it readable (e.g. `chmod u+r {path}`) and try again" if isinstance(e, PermissionError)
+               else "Check the file and the disk it is on")
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}. {fix}.") from None
     except Exception as e:  # truncated zip, random bytes, pickled code objects, ...
         lines = [ln for ln in str(e).splitlines() if ln.strip()] or [""]
         reason = next((ln for ln in lines if "WeightsUnpickler error" in ln), lines[0]).strip()
+        reason = as_sentence(first_sentences(reason.split("WeightsUnpickler error: ")[-1]))  # never cut mid-sentence
         raise CheckpointError(
-            f"{path} is not a readable checkpoint ({type(e).__name__}: {reason[:160]}). "
+            f"{path} is not a readable checkpoint ({type(e).__name__}: {reason}) "
             "It may be truncated or from another program; delete it and train again."
         ) from None
     if not isinstance(ckpt, dict) or "model_state_dict" not in ckpt or "config" not in ckpt:
         raise CheckpointError(f"{path} is not an SLM Course checkpoint (no config/model_state_dict). "
                               "Train a model with `python -m slmlib train`.")
+    problem = _checkpoint_problem(ckpt)
+    if problem:
+        raise unusable(path, problem)
     version = ckpt.get("format_version", 0)
     if version > FORMAT_VERSION:
         raise CheckpointError(f"{path} has checkpoint format {version}, newer than this slmlib "
@@ -96,23 +154,66 @@ def read_checkpoint(path: Path | str, train_hint: str | None = None) -> dict:
     return ckpt
 
 
-def model_from_checkpoint(ckpt: dict, path: Path | str = "<checkpoint>") -> tuple[TinyGPT, LevelConfig, Vocab]:
-    config = LevelConfig.from_dict(ckpt["config"])
-    vocab = Vocab.from_dict(ckpt["vocab"])
+def unusable(path: Path | str, problem: str) -> CheckpointError:
+    return CheckpointError(f"{path} is not a usable checkpoint: {problem}. It was damaged or edited by hand; "
+                           "train the model again (`python -m slmlib train --level <name>`).")
+
+
+def _checkpoint_problem(ckpt: dict) -> str | None:
+    """What is wrong with a loaded checkpoint dict's shape (None if nothing)."""
+    version = ckpt.get("format_version", 0)
+    if not is_whole_number(version) or version < 0:
+        return f"its format_version is {version!r}, not a whole number"
+    for key in ("config", "model_state_dict", "vocab"):
+        if key not in ckpt:
+            return f"it has no {key}"
+        if not isinstance(ckpt[key], dict):
+            return f"its {key} is a {type(ckpt[key]).__name__}, not a dict"
+    for key in ("history", "data_stats"):
+        if ckpt.get(key) is not None and not isinstance(ckpt[key], dict):
+            return f"its {key} is a {type(ckpt[key]).__name__}, not a dict"
+    return None
+
+
+def model_from_checkpoint(ckpt: dict, path: Path | str = "<checkpoint>",
+                          weights: str = "final") -> tuple[TinyGPT, LevelConfig, Vocab]:
+    """The model a checkpoint holds; weights="best" gives the lowest-validation-loss weights."""
+    if weights not in ("final", "best"):
+        raise ValueError(f"weights must be 'final' or 'best', not {weights!r}")
+    key = "best_state_dict" if weights == "best" else "model_state_dict"
+    if key not in ckpt:
+        raise CheckpointError(f"{path} holds no best-validation weights (it was saved before early "
+                              "stopping existed, or by an interrupted run); use weights='final' or train again.")
+    problem = _checkpoint_problem(ckpt)
+    if problem:
+        raise unusable(path, problem)
+    try:
+        config = LevelConfig.from_dict(ckpt["config"])
+    except (ConfigError, TypeError) as e:  # impossible or missing settings
+        raise unusable(path, f"its config is wrong ({first_sentences(e)})") from None
+    try:
+        vocab = Vocab.from_dict(ckpt["vocab"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise unusable(path, f"its vocabulary map is wrong ({type(e).__name__}: {first_sentences(e)})") from None
     model = TinyGPT.from_config(config, len(vocab))
     try:
-        model.load_state_dict(ckpt["model_state_dict"])
-    except RuntimeError as e:
-        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)[:160]
+        model.load_state_dict(ckpt[key])
+    except (RuntimeError, TypeError) as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        first = as_sentence(first_sentences(lines[1] if len(lines) > 1 else lines[0] if lines else ""))
         raise CheckpointError(f"{path}: the weights do not match the model its config describes "
-                              f"({first}). The file is damaged or was edited; train it again.") from None
+                              f"({first}) The file is damaged or was edited; train it again.") from None
     model.eval()
     return model, config, vocab
 
 
 def load_model(path: Path | str | None = None, level: str | int | None = None,
-               device: str = "cpu", train_hint: str | None = None) -> tuple[TinyGPT, dict]:
-    """Load a saved model -> (model, info). Give a path, or a level for its default path."""
+               device: str = "cpu", train_hint: str | None = None,
+               weights: str = "final") -> tuple[TinyGPT, dict]:
+    """Load a saved model -> (model, info). Give a path, or a level for the level's own model.
+
+    weights="best" loads the early-stopped weights (lowest validation loss) instead of the last.
+    """
     if path is None:
         if level is None:
             raise ValueError("give a checkpoint path or a level")
@@ -121,13 +222,17 @@ def load_model(path: Path | str | None = None, level: str | int | None = None,
         train_hint = train_hint or (f"Train it first: `python -m slmlib train --level {cfg.name}` "
                                     "(or run its lesson notebook).")
     ckpt = read_checkpoint(path, train_hint)
-    model, config, vocab = model_from_checkpoint(ckpt, path)
-    from .train import History  # train imports this module; import here to avoid a cycle
-
-    info = {"path": Path(path), "config": config, "vocab": vocab,
+    model, config, vocab = model_from_checkpoint(ckpt, path, weights)
+    info = {"path": Path(path), "config": config, "vocab": vocab, "weights": weights,
             "history": History.from_dict(ckpt.get("history") or {}),
             "data_stats": ckpt.get("data_stats", {}), "versions": ckpt.get("versions", {}),
             "kind": ckpt.get("kind", "model")}
+    owner = level_owning(path)
+    if owner is not None and owner.name == config.name and config.changed_settings():
+        changed = ", ".join(f"{k}={v}" for k, v in config.changed_settings().items())
+        warnings.warn(f"{path} is {owner.name}'s model but was trained with other settings than the "
+                      f"level's ({changed}); retrain it with `python -m slmlib train --level {owner.name}`.",
+                      stacklevel=2)
     return model.to(device), info
 
 

@@ -10,9 +10,26 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .errors import CourseError, is_real_number, is_whole_number
 
-class UnknownLevelError(ValueError):
+
+class UnknownLevelError(CourseError, ValueError):
     """A level name or number that is not one of the five."""
+
+
+class ConfigError(CourseError, ValueError):
+    """A setting with an impossible value (max_iters=0, lr=nan, ...); the message names it."""
+
+
+# setting -> (smallest whole number allowed, what it is): checked by LevelConfig itself, so
+# notebooks, the command line and checkpoints all get the same checks.
+_WHOLE_NUMBERS = {
+    "number": (1, "the level's number"), "stories": (1, "training stories"), "n_layer": (1, "layers"),
+    "n_head": (1, "attention heads"), "n_embd": (1, "the model's width"), "max_iters": (1, "training steps"),
+    "batch_size": (1, "windows per step"), "block_size": (1, "tokens per window"),
+    "warmup_iters": (0, "warm-up steps"), "eval_interval": (1, "steps between evaluations"),
+    "eval_windows": (1, "windows per evaluation"), "seed": (None, "the random seed"),
+}
 
 
 @dataclass(frozen=True)
@@ -33,11 +50,46 @@ class LevelConfig:
     lr_schedule: str = "cosine"  # "cosine" decays to min_lr_ratio * lr; "constant" is the seed's
     min_lr_ratio: float = 0.1
     eval_interval: int = 100
-    eval_iters: int = 8  # batches of batch_size windows per estimate during training (the curves)
-    final_eval_windows: int = 512  # windows for the final, more precise train/val numbers
+    # Windows of block_size tokens per split for every evaluation. The same fixed windows
+    # give every point of the curves and the final numbers, so a gap has one value.
+    eval_windows: int = 128
     seed: int = 1337
     full_vocab: bool = False  # True: 50,257-way output layer like real GPT-2 (slow; for comparison)
     corpus: str = "stories"  # "stories" (the course's generator) or a folder of TinyStoriesV2 files
+
+    def __post_init__(self):
+        """Refuse impossible settings here, where every caller passes, naming the setting and the fix."""
+        def bad(name, rule):
+            value = getattr(self, name)
+            return ConfigError(f"level {self.name!r}: the setting {name}={value!r} is not allowed; "
+                               f"{name} must be {rule}")
+        if not isinstance(self.name, str) or not self.name:
+            raise bad("name", "a level name such as 'tiny'")
+        for name, (low, what) in _WHOLE_NUMBERS.items():
+            if not hasattr(self, name):  # a setting another version of the course does not have
+                continue
+            value = getattr(self, name)
+            if not is_whole_number(value) or (low is not None and value < low):
+                at_least = f" >= {low}" if low is not None else ""
+                raise bad(name, f"a whole number{at_least} ({what})")
+        if self.n_embd % self.n_head:
+            raise ConfigError(f"level {self.name!r}: the setting n_embd={self.n_embd} is not allowed; the width "
+                              f"n_embd must be divisible by n_head={self.n_head} (each head gets an equal "
+                              f"share), e.g. n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))}")
+        if not is_real_number(self.lr) or self.lr <= 0:
+            raise bad("lr", "a finite number > 0 (the learning rate, e.g. 3e-3)")
+        if not is_real_number(self.dropout) or not 0 <= self.dropout < 1:
+            raise bad("dropout", "a number from 0 (no dropout) up to, not including, 1")
+        if not is_real_number(self.weight_decay) or self.weight_decay < 0:
+            raise bad("weight_decay", "a finite number >= 0 (0: none)")
+        if not is_real_number(self.min_lr_ratio) or not 0 <= self.min_lr_ratio <= 1:
+            raise bad("min_lr_ratio", "a number from 0 to 1 (the final learning rate as a share of lr)")
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise bad("lr_schedule", "'cosine' or 'constant'")
+        if not isinstance(self.full_vocab, bool):
+            raise bad("full_vocab", "True or False")
+        if not isinstance(self.corpus, str) or not self.corpus:
+            raise bad("corpus", "'stories' or a folder of TinyStoriesV2 files")
 
     def replace(self, **changes) -> "LevelConfig":
         """A copy with some settings changed, e.g. `cfg.replace(max_iters=50)`."""
@@ -59,19 +111,28 @@ class LevelConfig:
     def tokens_per_batch(self) -> int:
         return self.batch_size * self.block_size
 
+    def changed_settings(self) -> dict:
+        """The settings that differ from this level's defaults ({} for a level's own run)."""
+        default = LEVELS.get(self.name)
+        if default is None or default.number != self.number:
+            return {"name": self.name}
+        return {k: v for k, v in self.to_dict().items() if getattr(default, k) != v}
+
 
 # Tuned on this course's corpus so the lesson holds (README, "Why not the seed's settings").
 LEVELS: dict[str, LevelConfig] = {
     c.name: c
     for c in (
-        LevelConfig("ultra_tiny", 1, stories=100, n_layer=2, n_head=2, n_embd=32, max_iters=400,
-                    batch_size=16, eval_interval=50, eval_iters=2),
-        LevelConfig("tiny", 2, stories=200, n_layer=2, n_head=2, n_embd=64, max_iters=400,
-                    batch_size=16, eval_interval=50, eval_iters=2),
-        LevelConfig("small", 3, stories=1000, n_layer=3, n_head=3, n_embd=96, max_iters=800),
-        # A gentler learning rate: at 3e-3 medium memorises enough in ~1.5 passes to keep a 0.06 gap.
-        LevelConfig("medium", 4, stories=3000, n_layer=3, n_head=3, n_embd=96, max_iters=1200, lr=2e-3),
-        LevelConfig("large", 5, stories=10000, n_layer=4, n_head=4, n_embd=128, max_iters=2000),
+        LevelConfig("ultra_tiny", 1, stories=100, n_layer=2, n_head=2, n_embd=32, max_iters=800,
+                    batch_size=16, lr=1e-2, eval_interval=50),
+        LevelConfig("tiny", 2, stories=200, n_layer=2, n_head=2, n_embd=64, max_iters=800,
+                    batch_size=16, lr=6e-3, eval_interval=50),
+        LevelConfig("small", 3, stories=1000, n_layer=3, n_head=3, n_embd=96, max_iters=400,
+                    batch_size=16, lr=6e-3),
+        LevelConfig("medium", 4, stories=3000, n_layer=3, n_head=3, n_embd=96, max_iters=500,
+                    batch_size=16, lr=6e-3),
+        LevelConfig("large", 5, stories=10000, n_layer=4, n_head=4, n_embd=128, max_iters=1200,
+                    batch_size=8, lr=6e-3, eval_interval=200),
     )
 }
 

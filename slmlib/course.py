@@ -48,7 +48,8 @@ def run_notebook(path: Path, out_path: Path, parameters: dict, timeout: int | No
 def run_course(smoke: bool = False, only: Sequence[str] | None = None,
                out_dir: Path = OUTPUTS_DIR / "executed") -> bool:
     """Run the lessons in order, stop at the first failure, print a summary. True if all passed."""
-    from .experiments import LADDER_COLUMNS, format_table
+    from .experiments import LADDER_COLUMNS
+    from .tables import format_table
 
     lessons = lesson_paths(only=only)
     if not lessons:
@@ -74,7 +75,22 @@ def run_course(smoke: bool = False, only: Sequence[str] | None = None,
     if results.is_file():
         print("\nLadder results (outputs/ladder_results.json):")
         print(format_table(json.loads(results.read_text())["levels"], LADDER_COLUMNS))
+    if not smoke and not only:
+        report_lesson_check()
     return all(r["status"] == "ok" for r in rows) and len(rows) == len(lessons)
+
+
+def report_lesson_check(out_dir: Path = OUTPUTS_DIR) -> list[dict]:
+    """Print and save whether the lessons' promises held in the run that just finished."""
+    from .lesson_check import check_lesson, format_checks
+    from .paths import atomic_write
+
+    checks = check_lesson()
+    report = format_checks(checks)
+    print("\nDoes the lesson hold on this machine? (from the models this run trained)\n" + report)
+    atomic_write(Path(out_dir) / "lesson_check.md",
+                 lambda tmp: Path(tmp).write_text("# Does the lesson hold?\n\n" + report + "\n"))
+    return checks
 
 
 CHECK_MARK = "# NBVAL_CHECK_OUTPUT"

@@ -21,7 +21,9 @@ from pathlib import Path
 import torch
 
 from . import corpus
+from .errors import CourseError, UsageError, is_real_number, is_whole_number
 from .paths import DATA_DIR, OUTPUTS_DIR, atomic_write
+from .tables import format_table
 from .tokenizer import EOT_ID, EOT_TEXT, Vocab, gpt2
 
 SPLIT_SEEDS = {"train": 1, "val": 2, "test": 3}
@@ -33,34 +35,53 @@ TINYSTORIES_URL = "https://huggingface.co/datasets/roneneldan/TinyStories/resolv
 TINYSTORIES_FILES = {"train": "TinyStoriesV2-GPT4-train.txt", "valid": "TinyStoriesV2-GPT4-valid.txt"}
 
 
-class DataFileError(RuntimeError):
+class DataFileError(CourseError, RuntimeError):
     """A story file is missing, empty or unreadable; the message says how to fix it."""
 
 
-class DownloadError(RuntimeError):
+class DownloadError(CourseError, RuntimeError):
     """TinyStories could not be downloaded (usually: no internet)."""
 
 
 def split_path(split: str, data_dir: Path | str = DATA_DIR) -> Path:
     if split not in SPLIT_SEEDS:
-        raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLIT_SEEDS)}")
+        raise UsageError(f"unknown split {split!r}; valid splits: {', '.join(SPLIT_SEEDS)}")
     return Path(data_dir) / f"stories_{split}.txt"
 
 
 # ---------------------------------------------------------------- reading and writing files
+
+# Far longer than any story (TinyStories' are under 5,000 characters): text this long without a
+# separator line means the file is not in the TinyStoriesV2 format.
+MAX_STORY_CHARS = 1_000_000
+
+
+def unreadable(path: Path, e: OSError, what: str = "story file") -> DataFileError:
+    """The error for a file that exists but cannot be read (permissions, a folder, an I/O error)."""
+    fix = (f"Make it readable, e.g. `chmod u+r {path}`." if isinstance(e, PermissionError)
+           else "Check the file and the disk it is on.")
+    return DataFileError(f"cannot read {what} {path}: {e.strerror or e}. {fix}")
+
+
+def no_separators(path: Path, hint: str) -> DataFileError:
+    return DataFileError(f"story file {path} has no `{EOT_TEXT}` separator lines, so it would train as one "
+                         f"giant story; in the TinyStoriesV2 format every story ends with a line "
+                         f"`{EOT_TEXT}`. {hint}")
+
 
 def iter_stories(path: Path | str, limit: int | None = None, hint: str = REBUILD_HINT) -> Iterator[str]:
     """Stories from a TinyStoriesV2-format file, streamed (the real train file is 2 GB)."""
     path = Path(path)
     if not path.is_file():
         raise DataFileError(f"story file not found: {path}. {hint}")
-    count, lines = 0, []
+    count, lines, chars, separators = 0, [], 0, 0
     try:
         with open(path, encoding="utf-8") as f:
             for line in f:
                 if line.strip() == EOT_TEXT:
+                    separators += 1
                     story = "".join(lines).strip()
-                    lines = []
+                    lines, chars = [], 0
                     if story:
                         yield story
                         count += 1
@@ -68,9 +89,16 @@ def iter_stories(path: Path | str, limit: int | None = None, hint: str = REBUILD
                             return
                 else:
                     lines.append(line)
+                    chars += len(line)
+                    if chars > MAX_STORY_CHARS:
+                        raise no_separators(path, hint)
     except UnicodeDecodeError as e:
         raise DataFileError(f"story file {path} is not UTF-8 text ({e.reason} at byte {e.start}). {hint}") from None
+    except OSError as e:
+        raise unreadable(path, e) from None
     story = "".join(lines).strip()
+    if story and separators == 0:
+        raise no_separators(path, hint)
     if story and (limit is None or count < limit):
         yield story
         count += 1
@@ -107,7 +135,7 @@ def floor_nats_per_token(stories: Sequence[corpus.Story]) -> float:
 def fresh_stories(n: int, seed: int = 2026) -> list[corpus.Story]:
     """Brand-new stories from the generator (seeds 1-3 are the committed splits)."""
     if seed in SPLIT_SEEDS.values():
-        raise ValueError(f"seed {seed} is used by a committed split; pick another seed")
+        raise UsageError(f"seed {seed} is used by a committed split; pick another seed")
     return corpus.generate_stories(n, seed)
 
 
@@ -153,7 +181,6 @@ def build_splits(data_dir: Path | str = DATA_DIR, progress: bool = True) -> dict
 
 def data_sheet(stats: dict, sample: str) -> str:
     """data/README.md, written from the measured statistics (never edited by hand)."""
-    from .experiments import format_table  # formatting only
 
     cols = ["name", "stories", "gpt2_tokens", "words", "distinct_words", "floor_nats_per_token"]
     splits = format_table([{"name": k, **v} for k, v in stats["splits"].items()], cols)
@@ -208,13 +235,92 @@ Copyright (c) 2022 OpenAI. The stories are written by this course's generator
 
 
 def load_stats(data_dir: Path | str = DATA_DIR) -> dict:
+    """data/stats.json, checked: every number the course reads from it has the right type and range."""
     path = Path(data_dir) / STATS_FILE
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        stats = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataFileError(f"data statistics not found: {path}. {REBUILD_HINT}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataFileError(f"data statistics file {path} is corrupt ({e}). {REBUILD_HINT}") from None
+    except OSError as e:
+        raise unreadable(path, e, "data statistics file") from None
+    problem = stats_problem(stats)
+    if problem:
+        raise DataFileError(f"data statistics file {path} has the wrong shape: {problem}. {REBUILD_HINT}")
+    return stats
+
+
+def stats_problem(stats) -> str | None:
+    """What is wrong with a stats.json's content, in a few words (None if nothing)."""
+    def entry_problem(where: str, entry, needs_hash: bool) -> str | None:
+        if not isinstance(entry, dict):
+            return f"{where} is {entry!r}, not a table of numbers"
+        checks = [("stories", is_whole_number, "a whole number"),
+                  ("floor_nats_per_token", lambda v: is_real_number(v) and v > 0, "a positive number")]
+        if needs_hash:
+            checks += [("gpt2_tokens", is_whole_number, "a whole number"),
+                       ("sha256", lambda v: isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v),
+                        "a sha256 hex digest")]
+        for key, ok, kind in checks:
+            if key not in entry:
+                return f"{where}.{key} is missing"
+            if not ok(entry[key]) or (key == "stories" and entry[key] < 1):
+                return f"{where}.{key} is {entry[key]!r}, not {kind}"
+        return None
+
+    if not isinstance(stats, dict):
+        return f"it holds {type(stats).__name__} {str(stats)[:40]}, not a table"
+    for part in ("splits", "levels"):
+        if not isinstance(stats.get(part), dict):
+            return f"{part} is {stats.get(part, 'missing')!r}, not a table" if part in stats else f"{part} is missing"
+    for split in SPLIT_SEEDS:
+        if split not in stats["splits"]:
+            return f"splits.{split} (the {split} split) is missing"
+        problem = entry_problem(f"splits.{split}", stats["splits"][split], needs_hash=True)
+        if problem:
+            return problem
+    for level, entry in stats["levels"].items():
+        problem = entry_problem(f"levels.{level}", entry, needs_hash=False)
+        if problem:
+            return problem
+    if not is_whole_number(stats.get("compact_vocab_size")) or stats["compact_vocab_size"] < 3:
+        return f"compact_vocab_size is {stats.get('compact_vocab_size', 'missing')!r}, not a whole number"
+    return None
+
+
+# Checking a split's sha256 costs ~20 ms per process; it is remembered per file size and mtime,
+# so only a changed file is hashed again.
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: Path, what: str = "story file") -> str:
+    path = Path(path)
+    try:
+        st = path.stat()
+        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+        if key not in _HASHES:
+            with open(path, "rb") as f:
+                _HASHES[key] = hashlib.file_digest(f, hashlib.sha256).hexdigest()
+    except FileNotFoundError:
+        raise DataFileError(f"{what} not found: {path}. {REBUILD_HINT}") from None
+    except OSError as e:
+        raise unreadable(path, e, what) from None
+    return _HASHES[key]
+
+
+def verify_split(path: Path, split: str, data_dir: Path | str = DATA_DIR) -> str:
+    """The split file's sha256, if it is the one data/stats.json records; else a DataFileError saying how."""
+    path = Path(path)
+    digest = file_sha256(path, f"the {split} split")
+    recorded = {name: entry["sha256"] for name, entry in load_stats(data_dir)["splits"].items()}
+    if digest != recorded[split]:
+        copy_of = next((name for name, sha in recorded.items() if sha == digest), None)
+        what = (f"is a copy of the {copy_of} split, so the {split} numbers would measure the wrong stories"
+                if copy_of else f"does not match the sha256 that {STATS_FILE} records (it was changed or "
+                f"truncated: {digest[:12]}... instead of {recorded[split][:12]}...)")
+        raise DataFileError(f"the {split} split {path} {what}. {REBUILD_HINT}")
+    return digest
 
 
 # ---------------------------------------------------------------- token streams for training
@@ -227,6 +333,7 @@ def gpt2_stream(texts: Sequence[str]) -> torch.Tensor:
 
 @functools.cache
 def _course_split_texts(split: str, data_dir: str) -> tuple[str, ...]:
+    verify_split(split_path(split, data_dir), split, data_dir)
     return tuple(read_stories(split_path(split, data_dir)))
 
 
@@ -234,7 +341,7 @@ def _course_split_texts(split: str, data_dir: str) -> tuple[str, ...]:
 def _course_split_stream(split: str, data_dir: str) -> torch.Tensor:
     """A split's GPT-2 ids, cached on disk by file hash: every notebook kernel needs them."""
     path = split_path(split, data_dir)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    digest = verify_split(path, split, data_dir)[:16]
     cache = OUTPUTS_DIR / ".cache" / f"{path.stem}-{digest}.pt"
     try:
         return torch.load(cache, weights_only=True)
@@ -296,20 +403,19 @@ def load_data(config, data_dir: Path | str = DATA_DIR) -> LevelData:
     if config.corpus != "stories":
         return load_tinystories(config.corpus, config.stories, full_vocab=config.full_vocab)
     data_dir = str(Path(data_dir).resolve())
+    for split in SPLIT_SEEDS:  # every split, before any work: a damaged one is named with the fix
+        verify_split(split_path(split, data_dir), split, data_dir)
     train = list(_course_split_texts("train", data_dir))
     if config.stories > len(train):
-        raise ValueError(f"level {config.name} wants {config.stories} stories but the train split "
-                         f"has {len(train)}. {REBUILD_HINT}")
+        raise UsageError(f"level {config.name} wants stories={config.stories} but the train split "
+                         f"has {len(train)}; use stories={len(train)} or fewer")
     vocab = Vocab([], full=True) if config.full_vocab else _course_vocab(data_dir)
-    floor = {}
-    try:
-        stats = load_stats(data_dir)
-        floor = {"val": stats["splits"]["val"]["floor_nats_per_token"],
-                 "test": stats["splits"]["test"]["floor_nats_per_token"]}
-        if config.name in stats["levels"] and stats["levels"][config.name]["stories"] == config.stories:
-            floor["train"] = stats["levels"][config.name]["floor_nats_per_token"]
-    except (DataFileError, KeyError):
-        pass  # the floor is a teaching aid; training works without it
+    stats = load_stats(data_dir)  # checked: every floor is a positive number
+    floor = {"val": stats["splits"]["val"]["floor_nats_per_token"],
+             "test": stats["splits"]["test"]["floor_nats_per_token"]}
+    level_stats = stats["levels"].get(config.name)
+    if level_stats is not None and level_stats["stories"] == config.stories:
+        floor["train"] = level_stats["floor_nats_per_token"]
     streams = {"train": _first_stories(_course_split_stream("train", data_dir), config.stories),
                "val": _course_split_stream("val", data_dir), "test": _course_split_stream("test", data_dir)}
     return LevelData(vocab, train[: config.stories], list(_course_split_texts("val", data_dir)),
@@ -326,6 +432,10 @@ def load_tinystories(folder: Path | str, n_train: int, n_val: int = 1000, n_test
     hint = (f"Put {TINYSTORIES_FILES['train']} and {TINYSTORIES_FILES['valid']} in {folder} "
             f"(`python -m slmlib data download-tinystories --dest {folder}` on a machine with internet).")
     train = read_stories(folder / TINYSTORIES_FILES["train"], n_train, hint)
+    if len(train) < n_train:  # never train on 3 stories and record 200
+        raise DataFileError(f"{folder / TINYSTORIES_FILES['train']} holds only {len(train)} stories, but "
+                            f"{n_train} were asked for; use stories={len(train)} or fewer "
+                            f"(cfg.replace(stories={len(train)})), or the full train file. {hint}")
     valid = read_stories(folder / TINYSTORIES_FILES["valid"], n_val + n_test, hint)
     if len(valid) < 2:
         raise DataFileError(f"{folder / TINYSTORIES_FILES['valid']} needs at least 2 stories. {hint}")
@@ -343,7 +453,7 @@ def download_tinystories(dest: Path | str = DATA_DIR / "tinystories", which: Seq
     paths = []
     for key in which:
         if key not in TINYSTORIES_FILES:
-            raise ValueError(f"unknown TinyStories file {key!r}; choose from {', '.join(TINYSTORIES_FILES)}")
+            raise UsageError(f"unknown TinyStories file {key!r}; choose from {', '.join(TINYSTORIES_FILES)}")
         name = TINYSTORIES_FILES[key]
         target, url = dest / name, base_url + name
         if target.is_file() and target.stat().st_size > 0:
@@ -372,7 +482,8 @@ def get_batch(tokens: torch.Tensor, batch_size: int, block_size: int,
               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Random windows: x is block_size tokens, y the same window shifted by one."""
     if tokens.numel() <= block_size:
-        raise ValueError(f"only {tokens.numel()} tokens, need more than block_size={block_size}")
+        raise UsageError(f"only {tokens.numel()} tokens, need more than block_size={block_size}: "
+                         "use more stories or a smaller block_size")
     starts = torch.randint(tokens.numel() - block_size, (batch_size,), generator=generator)
     offsets = torch.arange(block_size + 1)
     windows = tokens[starts[:, None] + offsets]
@@ -383,7 +494,8 @@ def eval_windows(tokens: torch.Tensor, n_windows: int, block_size: int) -> tuple
     """Fixed windows spread evenly over the split, so every run is measured on the same text."""
     last = tokens.numel() - block_size - 1
     if last < 0:
-        raise ValueError(f"only {tokens.numel()} tokens, need more than block_size={block_size}")
+        raise UsageError(f"only {tokens.numel()} tokens, need more than block_size={block_size}: "
+                         "use more stories or a smaller block_size")
     n = max(1, min(n_windows, math.ceil((last + 1) / block_size)))  # no more than cover the split
     starts = torch.linspace(0, last, n).round().long()
     windows = tokens[starts[:, None] + torch.arange(block_size + 1)]

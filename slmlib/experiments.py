@@ -6,14 +6,16 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .checkpoint import CheckpointError, default_path, load_model
+from .checkpoint import CheckpointError, default_path, load_model, model_path
 from .config import LEVELS, LevelConfig, get_level
 from .data import eval_windows, floor_nats_per_token, fresh_stories, load_data, to_token_tensor, write_atomic
 from .generation import generate_text
 from .metrics import TrainingText, perplexity, text_quality
 from .paths import MODELS_DIR, OUTPUTS_DIR
 from .plots import plot_gap_vs_data, plot_ladder_curves
-from .train import History, evaluate_loss, train
+from .tables import format_table  # noqa: F401  (lessons import it from here too)
+from .history import History
+from .train import evaluate_loss, train
 
 DEFAULT_PROMPTS = ("Once upon a time", "One day, a little girl named", "The dog was sad because")
 FRESH_SEED = 2026
@@ -35,14 +37,16 @@ def level_result(history: History, model, data_stats: dict) -> dict:
     cfg = history.config
     floor = data_stats.get("floor", {}).get("val")
     params = model.num_params()
-    final = history.final
+    final, best = history.final, history.best
+    tokens_seen = cfg["max_iters"] * cfg["batch_size"] * cfg["block_size"]
     return {
         "level": cfg["name"], "stories": cfg["stories"], "train_tokens": data_stats["train_tokens"],
         "params": params, "non_embedding_params": model.num_params(non_embedding=True),
         "tokens_per_param": round(data_stats["train_tokens"] / params, 3),
-        "max_iters": cfg["max_iters"], "tokens_seen": cfg["max_iters"] * cfg["batch_size"] * cfg["block_size"],
-        "epochs": round(cfg["max_iters"] * cfg["batch_size"] * cfg["block_size"] / data_stats["train_tokens"], 1),
+        "max_iters": cfg["max_iters"], "batch_size": cfg["batch_size"], "lr": cfg["lr"],
+        "tokens_seen": tokens_seen, "passes": round(tokens_seen / data_stats["train_tokens"], 1),
         "train_loss": final["train_loss"], "val_loss": final["val_loss"], "gap": final["gap"],
+        "best_val": best.get("val_loss"), "best_step": best.get("iter"),
         "floor": floor, "val_above_floor": round(final["val_loss"] - floor, 4) if floor is not None else None,
         "seconds": round(history.seconds, 1), "status": history.status,
     }
@@ -50,10 +54,12 @@ def level_result(history: History, model, data_stats: dict) -> dict:
 
 def train_ladder(levels: str | Sequence = "all", models_dir: str | Path = MODELS_DIR,
                  out_dir: str | Path = OUTPUTS_DIR, progress: bool = True, callbacks=(),
-                 device: str = "auto", **overrides) -> list[dict]:
+                 device: str = "auto", overwrite: bool = False, **overrides) -> list[dict]:
     """Train each level, save each model, and write the curves and the results table.
 
-    overrides (e.g. max_iters=50) apply to every level: handy for a quick try.
+    overrides (e.g. max_iters=50) apply to every level: handy for a quick try. Such runs are
+    saved under models/experiments/; overwrite=True saves them as the levels' own models
+    instead (the replaced ones are kept as .previous.pt).
     Writes outputs/training_curves.png, outputs/gap_vs_data.png, outputs/ladder_results.json.
     """
     out_dir = Path(out_dir)
@@ -61,8 +67,9 @@ def train_ladder(levels: str | Sequence = "all", models_dir: str | Path = MODELS
     start = time.perf_counter()
     for cfg in resolve_levels(levels):
         cfg = cfg.replace(**overrides) if overrides else cfg
-        history = train(cfg, out=default_path(cfg, models_dir), progress=progress, callbacks=callbacks,
-                        device=device)
+        out = default_path(cfg, models_dir) if overwrite else model_path(cfg, models_dir)
+        history = train(cfg, out=out, progress=progress, callbacks=callbacks, device=device,
+                        overwrite=overwrite)
         if history.status != "completed":  # interrupted: keep what we have, say so, stop
             break
         histories[cfg.name] = history
@@ -97,19 +104,8 @@ def ladder_from_models(levels: str | Sequence = "all", models_dir: str | Path = 
     return histories, results
 
 
-def format_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
-    """A markdown table (reads fine as plain text too)."""
-    def cell(v, column):
-        if isinstance(v, float):
-            return f"{v:.1f}" if "seconds" in column or column == "epochs" else f"{v:.3f}"
-        return str(v)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(r.get(c, ""), c) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-LADDER_COLUMNS = ("level", "stories", "train_tokens", "params", "tokens_per_param", "epochs",
-                  "train_loss", "val_loss", "gap", "floor", "seconds")
+LADDER_COLUMNS = ("level", "stories", "train_tokens", "params", "max_iters", "batch_size", "passes",
+                  "train_loss", "val_loss", "gap", "best_val", "best_step", "floor", "seconds")
 
 
 def test_models(levels: str | Sequence = "all", models_dir: str | Path = MODELS_DIR,
@@ -129,7 +125,7 @@ def test_models(levels: str | Sequence = "all", models_dir: str | Path = MODELS_
         model, info = load_model(path)
         config, vocab = info["config"], info["vocab"]
         data = load_data(config)
-        windows = max(64, config.final_eval_windows)
+        windows = max(256, config.eval_windows)
         test_loss = evaluate_loss(model, eval_windows(data.test, windows, config.block_size))
         fresh_tokens = to_token_tensor([s.text for s in fresh], vocab)
         fresh_loss = evaluate_loss(model, eval_windows(fresh_tokens, windows, config.block_size))

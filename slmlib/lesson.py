@@ -4,13 +4,14 @@ from __future__ import annotations
 import os
 
 from .config import LevelConfig, get_level
+from .errors import CourseError, is_whole_number
 
 # Smoke mode: the same code path at toy scale, so tests run every notebook in seconds.
-SMOKE_SETTINGS = {"max_iters": 20, "eval_interval": 10, "eval_iters": 1, "final_eval_windows": 16}
+SMOKE_SETTINGS = {"max_iters": 20, "eval_interval": 10, "eval_windows": 16}
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
-class ParameterError(ValueError):
+class ParameterError(CourseError, ValueError):
     """A papermill parameter with a wrong type or value."""
 
 
@@ -29,17 +30,20 @@ def check_parameters(**params) -> None:
                                  "(papermill: -p smoke True)")
         if name == "device" and value not in DEVICES:
             raise ParameterError(f"parameter device must be one of {', '.join(DEVICES)}, got {value!r}")
-        if name in ("seed",) and not isinstance(value, int):
-            raise ParameterError(f"parameter {name} must be an integer, got {value!r}")
-        if name == "max_iters" and value is not None and (not isinstance(value, int) or value < 1):
-            raise ParameterError(f"parameter max_iters must be a positive integer or None, got {value!r}")
+        # papermill's `-p max_iters True` arrives as a bool, and True is an int in Python
+        if name in ("seed",) and not is_whole_number(value):
+            raise ParameterError(f"parameter {name} must be a whole number, got {value!r} "
+                                 f"(papermill: -p {name} 1337)")
+        if name == "max_iters" and value is not None and (not is_whole_number(value) or value < 1):
+            raise ParameterError(f"parameter max_iters must be a whole number >= 1 or None, got {value!r} "
+                                 "(papermill: -p max_iters 200)")
         if name == "level":
             get_level(value)  # raises UnknownLevelError listing the valid levels
 
 
 def level_config(level, smoke: bool = False, max_iters: int | None = None, seed: int | None = None) -> LevelConfig:
     """The level's settings, shrunk in smoke mode, with optional overrides."""
-    check_parameters(level=level, smoke=smoke, max_iters=max_iters)
+    check_parameters(level=level, smoke=smoke, max_iters=max_iters, **({} if seed is None else {"seed": seed}))
     cfg = get_level(level)
     if smoke:
         cfg = cfg.replace(**SMOKE_SETTINGS)
@@ -65,17 +69,33 @@ def verdict(gap: float) -> str:
         return "clear overfitting: the model does much better on stories it has seen"
     if gap >= 0.1:
         return "some overfitting"
+    if gap < 0:
+        return ("no gap: slightly lower on unseen stories, which is noise (the two numbers come from "
+                "different windows of text), not a model that prefers new stories")
     return "almost no gap: the model does as well on new stories as on its training stories"
 
 
 def summarize(history, floor: float | None = None) -> str:
+    """The run in a few lines: final losses and gap, the best validation point, the floor."""
     if history.status != "completed":  # stopped early: nothing final to report yet
         return (f"training {history.status} after {history.seconds:.1f} s; "
                 f"resume with train(cfg, resume='{history.resume_path}')")
     f = history.final
-    lines = [f"train loss {f['train_loss']:.3f}   val loss {f['val_loss']:.3f}   gap {f['gap']:+.3f} nats"]
+    windows = f.get("windows")
+    measured = (f" (each measured on the same {windows} windows x {f['tokens_per_split'] // windows} tokens "
+                "of its split as every point of the curves)") if windows and f.get("tokens_per_split") else ""
+    lines = [f"at the end: train loss {f['train_loss']:.3f}   val loss {f['val_loss']:.3f}   "
+             f"gap {f['gap']:+.3f} nats{measured}"]
+    best = history.best
+    if best:
+        total = history.config.get("max_iters") or history.records[-1]["iter"]
+        rise = history.overfit_by
+        after = (f"; at the end {f['val_loss']:.3f} ({rise:+.3f} from training past the best: overfitting)"
+                 if rise and rise > 0 else " (the last evaluation: no rise yet)")
+        lines.append(f"best val {best['val_loss']:.3f} at step {best['iter']} of {total}{after}")
     if floor is not None:
-        lines.append(f"entropy floor {floor:.3f}: val loss is {f['val_loss'] - floor:.3f} nats above it")
+        lines.append(f"entropy floor {floor:.3f}: val loss is {f['val_loss'] - floor:.3f} nats above it, "
+                     f"train loss {f['train_loss'] - floor:+.3f}")
     lines.append(f"verdict: {verdict(f['gap'])}")
     lines.append(f"trained in {history.seconds:.1f} s; saved to {history.path}")
     return "\n".join(lines)

@@ -4,15 +4,19 @@
 - gap: val loss - train loss. Big gap = the model learned its training stories, not stories.
 - distance to the floor: val loss - the generator's entropy. No model can go below the floor
   on new stories; what is left above it is what the model has not learned yet.
-- memorisation: how much of the generated text is copied verbatim from the training stories.
+- memorisation: how much of the generated text is copied verbatim from the training stories,
+  and the recital test: given the start of a story, does the model go on with the real words?
 - distinct-n and real-word share: is the text varied, and is it made of real words?
 """
 from __future__ import annotations
 
 import math
+import re
+import statistics
 from collections.abc import Iterable, Sequence
 
 from .data import words_of
+from .generation import generate_text
 
 
 def perplexity(loss: float) -> float:
@@ -82,3 +86,45 @@ def text_quality(samples: Sequence[str], training: TrainingText, known_words: se
         "distinct_2": distinct_n(samples, 2),
         "real_word_share": round(sum(real_word_share(s, known) for s in samples) / max(1, len(samples)), 4),
     }
+
+
+def matching_words(generated: Sequence[str], real: Sequence[str]) -> int:
+    """How many words, from the start, the generated continuation gets exactly right."""
+    n = 0
+    for g, r in zip(generated, real):
+        if g != r:
+            break
+        n += 1
+    return n
+
+
+def recital(model, vocab, train_texts: Sequence[str], unseen_texts: Sequence[str], n: int = 20,
+            prompt_words: int = 25, continue_words: int = 20) -> dict:
+    """Memorisation you can measure: prompt with a story's first words, continue greedily.
+
+    For n training stories and n stories the model never saw, the model gets the first
+    `prompt_words` words and continues with its single most likely token each time (greedy,
+    so no luck is involved). We count how many of the next `continue_words` real words it
+    reproduces before its first mistake. A model that *generalises* does about as well on both
+    sides; a model that has *memorised* recites its training stories far better.
+    """
+    sides = {}
+    for side, texts in (("train", train_texts), ("unseen", unseen_texts)):
+        stories = [t for t in texts if len(t.split()) >= prompt_words + continue_words]
+        step = max(1, len(stories) // n)
+        examples = []
+        for text in stories[::step][:n]:
+            spans = list(re.finditer(r"\S+", text))
+            prompt = text[: spans[prompt_words - 1].end()]  # the story's own spacing and line breaks
+            real = [m.group() for m in spans[prompt_words: prompt_words + continue_words]]
+            out = generate_text(model, vocab, prompt, max_new_tokens=3 * continue_words,
+                                temperature=0, seed=None)
+            generated = out[len(prompt):].split()[:continue_words]
+            examples.append({"prompt": prompt, "real": real, "generated": generated,
+                             "matched": matching_words(generated, real)})
+        matched = [e["matched"] for e in examples]
+        sides[side] = {"stories": len(examples), "matched_words": round(statistics.mean(matched), 2) if matched else 0.0,
+                       "exact_share": round(sum(m == continue_words for m in matched) / max(1, len(matched)), 3),
+                       "examples": examples}
+    ratio = sides["train"]["matched_words"] / max(sides["unseen"]["matched_words"], 0.05)
+    return {**sides, "continue_words": continue_words, "prompt_words": prompt_words, "ratio": round(ratio, 1)}

@@ -18,13 +18,17 @@ def plot_history(history, floor: float | None = None, ax=None, title: str | None
     line, = ax.plot(history.iters, history.train_loss, label="train", color=color, **TRAIN_STYLE)
     ax.plot(history.iters, history.val_loss, label="val (unseen stories)", color=line.get_color()
             if color else None, **VAL_STYLE)
+    best = getattr(history, "best", None)
+    if best and history.records and best["iter"] < history.records[-1]["iter"]:
+        ax.plot([best["iter"]], [best["val_loss"]], marker="v", markersize=9, color="black", linestyle="none",
+                label=f"best val {best['val_loss']:.2f} (step {best['iter']})")
     if floor is not None:
         ax.axhline(floor, label=f"entropy floor {floor:.2f}", **FLOOR_STYLE)
     ax.set_xlabel("training step")
     ax.set_ylabel("loss (nats per token)")
     if title is None and history.config:
         title = f"{history.config.get('name', '')}: {history.config.get('stories', '?')} stories"
-    if history.gap is not None:  # the precise final gap once training is done
+    if history.gap is not None:  # the last point's gap: the same number the summary prints
         title = f"{title}  (gap {history.gap:+.2f})"
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -117,3 +121,45 @@ def _finish(fig, path):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110)
     return fig
+
+
+def plot_sweep(result: Mapping, path: str | Path | None = None):
+    """The controlled experiment: gap against stories and against passes, and the scaling law."""
+    summary, rows, fit, floor = result["summary"], result["rows"], result.get("fit") or {}, result["floor"]
+    stories = [s["stories"] for s in summary]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    ax = axes[0]
+    ax.errorbar(stories, [s["gap"] for s in summary], yerr=[s["gap_sd"] for s in summary], fmt="o-",
+                capsize=4, linewidth=2, label="gap at the end (mean ± sd of 3 seeds)")
+    ax.scatter([r["stories"] for r in rows], [r["gap"] for r in rows], s=10, color="grey", label="each seed")
+    ax.set_xscale("log")
+    ax.set_xlabel("training stories (log scale)")
+    ax.set_ylabel("val - train (nats per token)")
+    ax.set_title("Only the data changes: the gap")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    ax.scatter([r["passes"] for r in rows], [r["gap"] for r in rows], s=18)
+    ax.set_xscale("log")
+    ax.set_xlabel("passes over the training text (log scale)")
+    ax.set_ylabel("gap")
+    ax.set_title("The same runs: gap against passes")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax = axes[2]
+    above = [s["best_val"] - floor for s in summary]
+    ax.errorbar(stories, above, yerr=[s["best_val_sd"] for s in summary], fmt="o", capsize=4,
+                label="best val - floor (mean ± sd)")
+    if fit:
+        xs = [min(stories), max(stories) * 3]
+        ax.plot(xs, [fit["B"] * x ** -fit["beta"] for x in xs], "--",
+                label=f"fit: {fit['B']:.2f} · D^-{fit['beta']:.2f} (β sd {fit['beta_sd']:.2f})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training stories D (log scale)")
+    ax.set_ylabel("nats above the entropy floor (log)")
+    ax.set_title("A data scaling law with a known floor")
+    ax.legend(fontsize=8)
+    for a in axes:
+        a.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return _finish(fig, path)

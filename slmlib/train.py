@@ -2,30 +2,38 @@
 
 Press stop (Ctrl-C, or the kernel's interrupt button) at any time: training stops at the
 end of the current step, saves a resumable checkpoint, and returns the history so far.
-`train(config, resume=path)` continues exactly where it stopped.
+`train(config, resume=path)` continues exactly where it stopped, bit for bit.
+
+Early stopping is built in: the weights with the lowest validation loss are kept beside the
+final ones (`load_model(..., weights="best")`), and the history records where that was.
+A run with other settings than its level's is saved under models/experiments/, never over
+the level's own model (unless asked: overwrite=True, which keeps the old one aside).
 """
 from __future__ import annotations
 
 import math
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from .checkpoint import (CheckpointError, _atomic_torch_save, build_checkpoint, default_path,
-                         model_from_checkpoint, read_checkpoint, resume_path_for, save_model)
+from .checkpoint import (CheckpointError, build_checkpoint, keep_previous, level_owning,
+                         model_from_checkpoint, model_path, previous_path_for, read_checkpoint,
+                         resume_path_for, save_checkpoint, save_model)
 from .config import LevelConfig, get_level
 from .data import LevelData, eval_windows, get_batch, load_data
 from .device import pick_device
+from .errors import CourseError
+from .history import History
 from .model import TinyGPT
 
 
-class TrainingDivergedError(RuntimeError):
+class TrainingDivergedError(CourseError, RuntimeError):
     """The loss became NaN or infinite. `.history` holds everything up to that step."""
 
     def __init__(self, message: str, history: "History"):
@@ -33,50 +41,8 @@ class TrainingDivergedError(RuntimeError):
         self.history = history
 
 
-@dataclass
-class History:
-    """What happened during training: one record per evaluation, plus the final numbers."""
-
-    config: dict = field(default_factory=dict)
-    records: list[dict] = field(default_factory=list)  # iter, train_loss, val_loss, tokens, seconds, tokens_per_sec
-    final: dict = field(default_factory=dict)  # precise train/val/gap on more text, at the end
-    status: str = "new"  # running | completed | interrupted | diverged
-    seconds: float = 0.0
-    resume_path: str | None = None
-    # Not saved with the history: the objects a notebook wants next.
-    model: TinyGPT | None = field(default=None, repr=False, compare=False)
-    data: LevelData | None = field(default=None, repr=False, compare=False)
-    path: Path | None = field(default=None, repr=False, compare=False)
-
-    def column(self, key: str) -> list:
-        return [r[key] for r in self.records]
-
-    @property
-    def iters(self) -> list[int]:
-        return self.column("iter")
-
-    @property
-    def train_loss(self) -> list[float]:
-        return self.column("train_loss")
-
-    @property
-    def val_loss(self) -> list[float]:
-        return self.column("val_loss")
-
-    @property
-    def gap(self) -> float | None:
-        """Final val loss minus train loss: how much better the model does on text it saw."""
-        if self.final:
-            return self.final["gap"]
-        return self.records[-1]["val_loss"] - self.records[-1]["train_loss"] if self.records else None
-
-    def to_dict(self) -> dict:
-        return {"config": self.config, "records": self.records, "final": self.final,
-                "status": self.status, "seconds": self.seconds, "resume_path": self.resume_path}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "History":
-        return cls(**{k: d[k] for k in ("config", "records", "final", "status", "seconds", "resume_path") if k in d})
+class ProtectedModelError(CheckpointError):
+    """A run with other settings would replace a level's own model (which later lessons use)."""
 
 
 def lr_at(it: int, config: LevelConfig) -> float:
@@ -137,20 +103,24 @@ def _progress_bar(total: int, initial: int, desc: str, enabled: bool):
 
 
 def train(config: LevelConfig | str | int, data: LevelData | None = None, device: str = "auto",
-          callbacks: Sequence[Callable[["History"], None]] = (), resume: str | Path | None = None,
+          callbacks: Sequence[Callable[[History], None]] = (), resume: str | Path | None = None,
           out: str | Path | None = None, save: bool = True, progress: bool = True,
-          precision: str = "fp32") -> History:
+          precision: str = "fp32", overwrite: bool = False) -> History:
     """Train one level and return its History (with `.model` and `.data` attached).
 
     callbacks are called with the history after every evaluation (the lessons' live plot).
-    The final model is saved to `out` (default models/model_<level>_<stories>_stories.pt).
-    precision: "fp32", or "bf16" autocast (faster on CPUs with bf16 support).
+    out: the checkpoint file (or a folder for it). By default a level's own settings save to
+    models/model_<level>_<stories>_stories.pt and any other settings to models/experiments/.
+    overwrite=True allows replacing a level's model with other settings (the old one is kept
+    as .previous.pt). precision: "fp32", or "bf16" autocast (faster on CPUs with bf16 support).
     """
     config = get_level(config)
     dev = pick_device(device)
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be 'fp32' or 'bf16', not {precision!r}")
-    out = Path(out) if out is not None else default_path(config)
+    out = output_path(config, out, overwrite)
+    if save:
+        check_writable(out)  # before the first step, not after minutes of training
     torch.manual_seed(config.seed)
     data = data if data is not None else load_data(config)
     model = TinyGPT.from_config(config, len(data.vocab)).to(dev)
@@ -158,13 +128,12 @@ def train(config: LevelConfig | str | int, data: LevelData | None = None, device
                                   weight_decay=config.weight_decay)
     batch_rng = torch.Generator().manual_seed(config.seed)
     history = History(config=config.to_dict())
-    start = 0
+    start, best_state = 0, None
     if resume is not None:
-        start, history = _restore(resume, config, model, optimizer, batch_rng)
+        start, history, best_state = _restore(resume, config, model, optimizer, batch_rng)
 
-    n_eval = config.eval_iters * config.batch_size
-    train_eval = eval_windows(data.train, n_eval, config.block_size)
-    val_eval = eval_windows(data.val, n_eval, config.block_size)
+    windows = {split: eval_windows(getattr(data, split), config.eval_windows, config.block_size)
+               for split in ("train", "val")}
     autocast = (torch.autocast(dev.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext())
     history.status, history.model, history.data = "running", model, data
     seconds_before = history.seconds
@@ -174,34 +143,31 @@ def train(config: LevelConfig | str | int, data: LevelData | None = None, device
     bar = _progress_bar(config.max_iters, start, f"{config.name}", progress)
     it = start
     model.train()
-    try:
-        with _stop_at_step_boundary() as stop:
+    with _stop_at_step_boundary() as stop:
+        try:
             for it in range(start, config.max_iters + 1):
+                # The state at the top of step `it` is what a resume needs to redo it exactly.
+                rng_state, torch_rng_state = batch_rng.get_state(), torch.get_rng_state()
                 if stop["stop"]:
                     raise KeyboardInterrupt
-                rng_state = batch_rng.get_state()  # saved if we stop here, for an exact resume
-                torch_rng_state = torch.get_rng_state()
                 last = it == config.max_iters
                 if (it % config.eval_interval == 0 or last) and not _recorded(history, it):
                     now = time.perf_counter()
                     rec = {"iter": it,
-                           "train_loss": evaluate_loss(model, train_eval, device=dev),
-                           "val_loss": evaluate_loss(model, val_eval, device=dev),
+                           "train_loss": round(evaluate_loss(model, windows["train"], device=dev), 4),
+                           "val_loss": round(evaluate_loss(model, windows["val"], device=dev), 4),
                            "tokens": tokens, "seconds": round(seconds_before + now - t0, 3),
                            "tokens_per_sec": round((tokens - last_tokens) / max(now - last_t, 1e-9))}
                     last_t, last_tokens = time.perf_counter(), tokens
-                    history.records.append(rec)
+                    if history.record(rec):
+                        best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                     if bar is not None:
                         bar.set_postfix(train=f"{rec['train_loss']:.3f}", val=f"{rec['val_loss']:.3f}")
                     for callback in callbacks:
                         callback(history)
                 if last:
                     break
-                for group in optimizer.param_groups:
-                    group["lr"] = lr_at(it, config)
-                x, y = get_batch(data.train, config.batch_size, config.block_size, batch_rng)
-                with autocast:
-                    _, loss = model(x.to(dev), y.to(dev))
+                loss = _step(model, optimizer, data, config, it, batch_rng, autocast, dev)
                 if not torch.isfinite(loss):
                     history.status = "diverged"
                     history.seconds = seconds_before + time.perf_counter() - t0
@@ -209,50 +175,123 @@ def train(config: LevelConfig | str | int, data: LevelData | None = None, device
                         f"training diverged: the loss became {loss.item()} at step {it} (lr={config.lr:g}). "
                         f"Lower the learning rate, e.g. config.replace(lr={config.lr / 3:.1g}), and train again.",
                         history)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
                 tokens += config.tokens_per_batch
                 if bar is not None:
                     bar.update(1)
-    except KeyboardInterrupt:
-        history.status = "interrupted"
-        history.seconds = seconds_before + time.perf_counter() - t0
-        path = resume_path_for(out)
-        history.resume_path = str(path)
-        _atomic_torch_save(build_checkpoint(
-            model, config, data.vocab, history.to_dict(), data.stats(), kind="resume", iter=it,
-            optimizer_state_dict=optimizer.state_dict(), batch_rng_state=rng_state,
-            torch_rng_state=torch_rng_state), path)
-        print(f"\nTraining interrupted at step {it}/{config.max_iters}. Nothing is lost: saved {path}.\n"
-              f"Continue with train(config, resume='{path}') or "
-              f"`python -m slmlib train --level {config.name} --resume`.")
-        return history
-    finally:
-        if bar is not None:
-            bar.close()
+        except KeyboardInterrupt:
+            history.status = "interrupted"
+            history.seconds = seconds_before + time.perf_counter() - t0
+            if bar is not None:
+                bar.close()
+            _save_resume(history, out, model, optimizer, config, data, it, rng_state, torch_rng_state, best_state)
+            return history
+        finally:
+            if bar is not None:
+                bar.close()
 
-    history.seconds = seconds_before + time.perf_counter() - t0
-    final_windows = config.final_eval_windows
-    final_train = evaluate_loss(model, eval_windows(data.train, final_windows, config.block_size), device=dev)
-    final_val = evaluate_loss(model, eval_windows(data.val, final_windows, config.block_size), device=dev)
-    history.final = {"train_loss": round(final_train, 4), "val_loss": round(final_val, 4),
-                     "gap": round(final_val - final_train, 4), "windows": final_windows}
-    history.status = "completed"
-    history.resume_path = None
-    if save:
-        history.path = save_model(model.cpu(), out, config, data.vocab, history.to_dict(), data.stats())
-        model.to(dev)
-        resume_path_for(out).unlink(missing_ok=True)  # finished: the resume file is stale now
+        # Still inside the Ctrl-C guard: a stop pressed while saving cannot lose the run.
+        history.seconds = seconds_before + time.perf_counter() - t0
+        last_rec = history.records[-1]
+        history.final = {"train_loss": last_rec["train_loss"], "val_loss": last_rec["val_loss"],
+                         "gap": round(last_rec["val_loss"] - last_rec["train_loss"], 4),
+                         "windows": config.eval_windows, "tokens_per_split": config.eval_windows * config.block_size}
+        history.status = "completed"
+        history.resume_path = None
+        if save:
+            history.path = _save_final(model, out, config, data, history, best_state, overwrite)
+            resume_path_for(out).unlink(missing_ok=True)  # finished: the resume file is stale now
     return history
+
+
+def _step(model, optimizer, data, config, it, batch_rng, autocast, dev) -> torch.Tensor:
+    """One optimisation step: a batch, the loss, its gradient, a clipped AdamW update."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr_at(it, config)
+    x, y = get_batch(data.train, config.batch_size, config.block_size, batch_rng)
+    with autocast:
+        _, loss = model(x.to(dev), y.to(dev))
+    if not torch.isfinite(loss):
+        return loss
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    return loss.detach()
+
+
+def output_path(config: LevelConfig, out: str | Path | None, overwrite: bool = False) -> Path:
+    """Where this run is saved; refuses to replace a level's own model with other settings."""
+    if out is None:
+        return model_path(config)
+    out = Path(out)
+    if out.is_dir():
+        out = model_path(config, out)
+    owner = level_owning(out)
+    if owner is not None and (owner.name != config.name or config.changed_settings()) and not overwrite:
+        changed = ", ".join(f"{k}={v}" for k, v in config.changed_settings().items()) or f"level {config.name}"
+        raise ProtectedModelError(
+            f"{out} is the {owner.name} level's own model, which later lessons use, and this run has "
+            f"other settings ({changed}). Leave out `out` to save it as an experiment "
+            f"({model_path(config, out.parent).relative_to(out.parent)}), or pass overwrite=True "
+            f"(--force) to replace it on purpose (the old file is then kept as {previous_path_for(out).name}).")
+    return out
+
+
+def check_writable(path: Path) -> None:
+    """A clear error now, before training, for a place we could not save to afterwards."""
+    if path.is_dir():
+        raise CheckpointError(f"cannot save the model to {path}: it is a folder; give a file name ending in .pt")
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except (FileExistsError, NotADirectoryError):
+        raise CheckpointError(f"cannot save the model to {path}: a file is in the way of the folder "
+                              f"{folder}; choose another output folder.") from None
+    except OSError as e:
+        raise CheckpointError(f"cannot save the model to {path}: the folder {folder} is not writable "
+                              f"({e.strerror}); choose a folder you can write to.") from None
+
+
+def _save_final(model, out: Path, config, data, history: History, best_state, overwrite: bool) -> Path:
+    """Save the model (final and best weights); if the save fails, keep the weights elsewhere."""
+    extra = {"best_state_dict": best_state} if best_state is not None else {}
+    owner = level_owning(out)
+    previous = keep_previous(out) if overwrite and owner is not None and config.changed_settings() else None
+    try:
+        path = save_model(model, out, config, data.vocab, history.to_dict(), data.stats(), **extra)
+    except OSError as e:
+        rescue = Path(tempfile.gettempdir()) / f"slm-rescued-{out.name}"
+        save_checkpoint(build_checkpoint(model, config, data.vocab, history.to_dict(), data.stats(), **extra),
+                        rescue)
+        raise CheckpointError(f"could not save {out} ({e.strerror or e}); nothing is lost: the trained "
+                              f"model is in {rescue}. Free some space or fix the folder, then move it "
+                              "into place.") from None
+    if previous is not None:
+        print(f"Replaced {owner.name}'s model {out} (as asked: overwrite=True); "
+              f"the one it replaced is kept as {previous}.")
+    return path
+
+
+def _save_resume(history: History, out: Path, model, optimizer, config, data, it, rng_state,
+                 torch_rng_state, best_state) -> None:
+    path = resume_path_for(out)
+    history.resume_path = str(path)
+    extra = {"best_state_dict": best_state} if best_state is not None else {}
+    save_checkpoint(build_checkpoint(
+        model, config, data.vocab, history.to_dict(), data.stats(), kind="resume", iter=it,
+        optimizer_state_dict=optimizer.state_dict(), batch_rng_state=rng_state,
+        torch_rng_state=torch_rng_state, **extra), path)
+    print(f"\nTraining interrupted at step {it}/{config.max_iters}. Nothing is lost: saved {path}.\n"
+          f"Continue with train(config, resume='{path}').")
 
 
 def _recorded(history: History, it: int) -> bool:
     return bool(history.records) and history.records[-1]["iter"] == it
 
 
-def _restore(resume, config: LevelConfig, model, optimizer, batch_rng) -> tuple[int, History]:
+def _restore(resume, config: LevelConfig, model, optimizer, batch_rng) -> tuple[int, History, dict | None]:
     ckpt = read_checkpoint(resume, "Nothing to resume: start the run without resume=.")
     if ckpt.get("kind") != "resume":
         raise CheckpointError(f"{resume} is a finished model, not an interrupted run; nothing to resume.")
@@ -265,4 +304,4 @@ def _restore(resume, config: LevelConfig, model, optimizer, batch_rng) -> tuple[
     optimizer.load_state_dict(ckpt["optimizer_state_dict"])
     batch_rng.set_state(ckpt["batch_rng_state"])
     torch.set_rng_state(ckpt["torch_rng_state"])
-    return int(ckpt["iter"]), History.from_dict(ckpt["history"])
+    return int(ckpt["iter"]), History.from_dict(ckpt["history"]), ckpt.get("best_state_dict")

@@ -19,9 +19,20 @@ def run(*args, env=None, check=True):
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     env = {"SLM_MODELS_DIR": str(root / "models"), "SLM_OUTPUTS_DIR": str(root / "outputs")}
-    r = run("train", "--level", "ultra_tiny", "--max-iters", "20", "--out", str(root / "models"), env=env)
+    r = run("train", "--level", "ultra_tiny", "--max-iters", "20", "--out", str(root / "models"), "--force",
+            env=env)
     assert "ultra_tiny" in r.stdout
     return root, env
+
+
+def test_a_quick_try_never_replaces_the_levels_model(trained):
+    root, env = trained
+    own = root / "models" / "model_ultra_tiny_100_stories.pt"
+    before = own.read_bytes()
+    r = run("train", "--level", "ultra_tiny", "--max-iters", "5", "--out", str(root / "models"), env=env)
+    assert own.read_bytes() == before
+    saved = list((root / "models" / "experiments").glob("model_ultra_tiny_100_stories__*max_iters=5*.pt"))
+    assert len(saved) == 1, r.stdout
 
 
 def test_help_on_every_subcommand():

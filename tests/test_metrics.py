@@ -30,12 +30,17 @@ def test_simple_metrics():
 def test_verdict_and_summary_follow_the_gap():
     assert "clear overfitting" in verdict(0.8) and "almost no gap" in verdict(0.02)
 
-    class H:
-        final = {"train_loss": 1.0, "val_loss": 1.9, "gap": 0.9}
-        seconds, path, status, resume_path = 3.0, "m.pt", "completed", None
+    from slmlib.history import History
 
-    text = summarize(H(), floor=0.6)
+    h = History(config={"max_iters": 100}, status="completed", seconds=3.0)
+    for it, val in ((0, 6.0), (40, 1.5), (100, 1.9)):
+        h.record({"iter": it, "train_loss": 1.0, "val_loss": val})
+    h.final = {"train_loss": 1.0, "val_loss": 1.9, "gap": 0.9, "windows": 64, "tokens_per_split": 8192}
+    text = summarize(h, floor=0.6)
     assert "gap +0.900" in text and "1.300 nats above" in text
+    assert "best val 1.500 at step 40 of 100" in text and "+0.400 from training past the best" in text
+    assert "64 windows x 128 tokens" in text
+    assert "noise" in verdict(-0.01)
 
 
 def test_summary_of_an_interrupted_run_says_how_to_resume():

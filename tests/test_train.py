@@ -98,3 +98,107 @@ def test_bf16_precision_runs(tiny_config, data, tmp_path):
     h = train(tiny_config.replace(max_iters=10), data=data, out=tmp_path / "m.pt", progress=False,
               precision="bf16")
     assert torch.isfinite(torch.tensor(h.final["val_loss"]))
+
+
+@pytest.mark.parametrize("stop_after_batches", [7, 13])
+def test_resume_after_ctrl_c_at_any_step_gives_bit_identical_weights(tiny_config, data, tmp_path, monkeypatch,
+                                                                     stop_after_batches):
+    import slmlib.train as train_module
+
+    full = train(tiny_config, data=data, out=tmp_path / "full.pt", progress=False)
+    real_get_batch, calls = train_module.get_batch, []
+
+    def get_batch_then_ctrl_c(*args, **kwargs):  # Ctrl-C lands in the middle of a step
+        calls.append(1)
+        if len(calls) == stop_after_batches:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_get_batch(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "get_batch", get_batch_then_ctrl_c)
+    out = tmp_path / "m.pt"
+    part = train(tiny_config, data=data, out=out, progress=False)
+    assert part.status == "interrupted"
+    monkeypatch.setattr(train_module, "get_batch", real_get_batch)
+    done = train(tiny_config, data=data, out=out, progress=False, resume=resume_path_for(out))
+    resumed, _ = load_model(out)
+    uninterrupted, _ = load_model(tmp_path / "full.pt")
+    for (name, a), b in zip(resumed.state_dict().items(), uninterrupted.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert done.val_loss == full.val_loss and done.best == full.best
+
+
+def test_best_validation_weights_are_kept_beside_the_final_ones(tiny_config, data, tmp_path):
+    from slmlib.train import evaluate_loss
+    from slmlib.data import eval_windows
+
+    cfg = tiny_config.replace(max_iters=60, lr=3e-2, stories=5)  # 5 stories: overfits fast
+    h = train(cfg, data=load_data(cfg), out=tmp_path / "m.pt", progress=False)
+    best = min(h.records, key=lambda r: r["val_loss"])
+    assert h.best == {k: best[k] for k in ("iter", "train_loss", "val_loss")}
+    assert h.overfit_by == pytest.approx(h.records[-1]["val_loss"] - best["val_loss"], abs=1e-4)
+    assert h.final["val_loss"] == h.records[-1]["val_loss"]  # one number per quantity
+    best_model, info = load_model(tmp_path / "m.pt", weights="best")
+    val = eval_windows(h.data.val, cfg.eval_windows, cfg.block_size)
+    assert evaluate_loss(best_model, val) == pytest.approx(h.best["val_loss"], abs=1e-3)
+    assert info["history"].best == h.best
+
+
+def test_other_settings_never_replace_a_levels_model(tmp_path, monkeypatch):
+    from slmlib.checkpoint import default_path, model_path
+    from slmlib.config import get_level
+    from slmlib.train import ProtectedModelError
+
+    level = get_level("ultra_tiny")
+    quick = level.replace(max_iters=3, eval_interval=3, eval_windows=4)
+    data = load_data(level)
+    own = default_path(level, tmp_path)
+    own.write_bytes(b"the level's trained model")
+    h = train(quick, data=data, out=tmp_path, progress=False)  # a folder: the run picks its name
+    assert h.path == model_path(quick, tmp_path) and "experiments" in h.path.parts
+    assert "max_iters=3" in h.path.name and own.read_bytes() == b"the level's trained model"
+    with pytest.raises(ProtectedModelError, match="overwrite=True"):
+        train(quick, data=data, out=own, progress=False)
+    assert own.read_bytes() == b"the level's trained model"
+    train(quick, data=data, out=own, progress=False, overwrite=True)
+    assert own.with_name(own.stem + ".previous.pt").read_bytes() == b"the level's trained model"
+    assert load_model(own)[1]["config"] == quick
+
+
+def test_an_unwritable_place_fails_before_the_first_step(tiny_config, data, tmp_path):
+    from slmlib.checkpoint import CheckpointError
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    seen = []
+    with pytest.raises(CheckpointError, match="a file is in the way"):
+        train(tiny_config, data=data, out=blocker / "m.pt", progress=False, callbacks=[seen.append])
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as root: permissions are not enforced")
+        with pytest.raises(CheckpointError, match="not writable"):
+            train(tiny_config, data=data, out=locked / "m.pt", progress=False, callbacks=[seen.append])
+    finally:
+        locked.chmod(0o700)
+    assert seen == []  # not a single evaluation ran
+
+
+def test_a_failing_save_keeps_the_trained_weights(tiny_config, data, tmp_path, monkeypatch):
+    import slmlib.checkpoint as checkpoint
+    from slmlib.checkpoint import CheckpointError
+
+    out = tmp_path / "m.pt"
+    out.write_bytes(b"previous model")
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "save_checkpoint", disk_full)
+    with pytest.raises(CheckpointError, match="nothing is lost") as err:
+        train(tiny_config, data=data, out=out, progress=False)
+    rescued = str(err.value).split("the trained model is in ")[1].split(".pt")[0] + ".pt"
+    monkeypatch.undo()
+    assert load_model(rescued)[1]["history"].status == "completed"
+    assert out.read_bytes() == b"previous model"

@@ -12,7 +12,7 @@ def models_dir(tmp_path_factory):
     from slmlib.config import LevelConfig
 
     cfg = LevelConfig("tiny", 2, stories=20, n_layer=1, n_head=2, n_embd=16, max_iters=20, batch_size=4,
-                      block_size=32, eval_interval=10, eval_iters=1, final_eval_windows=8)
+                      block_size=32, eval_interval=10, eval_windows=8)
     folder = tmp_path_factory.mktemp("models")
     train(cfg, data=load_data(cfg), out=folder / "model_tiny_20_stories.pt", progress=False)
     return folder

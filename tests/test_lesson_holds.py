@@ -1,0 +1,60 @@
+"""The course's point, guarded: levels 1-2 at their default settings overfit as the lessons say.
+
+This trains both levels for real (about a minute on 2 cores), so no change to the settings,
+the model or the data can quietly lose the U-turn, the gap or the recital.
+"""
+import pytest
+
+from slmlib.config import get_level
+from slmlib.data import load_data
+from slmlib.history import History
+from slmlib.lesson_check import format_checks, ladder_checks, level_recital, overfitting_checks
+from slmlib.train import train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def overfit_levels():
+    runs = {}
+    for name in ("ultra_tiny", "tiny"):
+        cfg = get_level(name)
+        data = load_data(cfg)
+        history = train(cfg, data=data, save=False, progress=False, device="cpu")
+        runs[name] = (history, level_recital(name, history.model, data.vocab, data), data.floor["val"])
+    return runs
+
+
+def test_levels_1_and_2_overfit_as_the_lessons_say(overfit_levels):
+    histories = {n: h for n, (h, _, _) in overfit_levels.items()}
+    recitals = {n: r for n, (_, r, _) in overfit_levels.items()}
+    floor = overfit_levels["tiny"][2]
+    checks = overfitting_checks(histories, floor, recitals)
+    assert len(checks) == 7
+    failed = [c for c in checks if c["held"] != "held"]
+    assert not failed, "\n" + format_checks(checks)
+    assert histories["ultra_tiny"].gap > histories["tiny"].gap  # the gap falls with data
+
+
+def _history(vals, trains, max_iters=100):
+    h = History(config={"max_iters": max_iters})
+    for i, (v, t) in enumerate(zip(vals, trains)):
+        h.record({"iter": i * max_iters // (len(vals) - 1), "val_loss": v, "train_loss": t})
+    last = h.records[-1]
+    h.final = {"train_loss": last["train_loss"], "val_loss": last["val_loss"],
+               "gap": round(last["val_loss"] - last["train_loss"], 4)}
+    return h
+
+
+def test_the_checks_can_fail():
+    no_u_turn = _history([6.0, 5.0, 4.5, 4.2], [6.0, 3.0, 1.0, 0.6])  # best at the last step
+    recital = {"train": {"matched_words": 1.0}, "unseen": {"matched_words": 0.9}, "continue_words": 20}
+    checks = overfitting_checks({"ultra_tiny": no_u_turn}, 0.63, {"ultra_tiny": recital})
+    held = {c["claim"].split(":")[1].strip()[:20]: c["held"] for c in checks}
+    assert list(held.values()) == ["DID NOT HOLD", "held", "held", "DID NOT HOLD"], held
+    flat = {n: _history([3.0, 2.0], [3.0, 2.0 - g]) for n, g in
+            (("small", 0.2), ("medium", 0.3), ("large", 0.01))}
+    by_claim = {c["claim"]: c["held"] for c in ladder_checks(flat, 0.63)}
+    assert by_claim["gaps fall from level to level"] == "DID NOT HOLD"
+    assert by_claim["medium: gap at most 0.05"] == "DID NOT HOLD"
+    assert by_claim["validation loss falls by 0.1+ from each level to the next, small up"] == "DID NOT HOLD"
