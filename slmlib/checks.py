@@ -43,10 +43,11 @@ def _tokenizer() -> str:
 
 
 def _data() -> str:
-    from .data import load_stats, read_stories, split_path
+    from .data import load_stats, read_stories, split_path, verify_split
 
     stats = load_stats()
     for split in ("train", "val", "test"):
+        verify_split(split_path(split), split)  # the file data/stats.json describes, byte for byte
         read_stories(split_path(split), limit=1)
     return f"story data present ({stats['splits']['train']['stories']:,} training stories)"
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from .errors import UsageError
+
 # A policy line, not a measured break-even: far above the largest course model (1.1M parameters)
 # and far below a GPT-2-small-sized model (124M), where a GPU clearly pays off.
 GPU_MIN_PARAMS = 10_000_000
@@ -53,9 +55,9 @@ def pick_device(device: str = "auto", n_params: int | None = None) -> torch.devi
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device {device!r}; use {', '.join(map(repr, DEVICE_NAMES))}") from None
+        raise UsageError(f"unknown device {device!r}; use {', '.join(map(repr, DEVICE_NAMES))}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' asked for, but this machine has no CUDA GPU; use device='cpu'")
+        raise UsageError("device 'cuda' asked for, but this machine has no CUDA GPU; use device='cpu'")
     if dev.type == "mps" and not _mps_available():
-        raise ValueError("device 'mps' asked for, but this machine has no Apple GPU; use device='cpu'")
+        raise UsageError("device 'mps' asked for, but this machine has no Apple GPU; use device='cpu'")
     return dev

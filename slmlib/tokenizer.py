@@ -20,6 +20,7 @@ from pathlib import Path
 import tiktoken
 import tiktoken.load
 
+from .errors import CourseError
 from .paths import DATA_DIR
 
 RANKS_FILE = DATA_DIR / "gpt2.tiktoken"
@@ -31,7 +32,7 @@ GPT2_VOCAB_SIZE = 50257
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 
-class TokenizerFileError(RuntimeError):
+class TokenizerFileError(CourseError, RuntimeError):
     """The shipped GPT-2 ranks file is missing or damaged."""
 
 
@@ -44,7 +45,13 @@ def gpt2(ranks_file: Path | str = RANKS_FILE) -> tiktoken.Encoding:
             f"GPT-2 tokenizer file not found: {path}. It ships with the course; restore it with "
             f"`git checkout -- {path.name}` in data/ (see data/README.md for its source)."
         )
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as e:  # permission denied, a folder of that name, an I/O error
+        raise TokenizerFileError(
+            f"cannot read the GPT-2 tokenizer file {path}: {e.strerror or e}. Make it readable "
+            f"(e.g. `chmod u+r {path}`), or restore it with `git checkout -- data/{path.name}`."
+        ) from None
     digest = hashlib.sha256(raw).hexdigest()
     if digest != RANKS_SHA256:
         raise TokenizerFileError(

@@ -16,7 +16,8 @@ import ipywidgets as W
 import matplotlib.pyplot as plt
 
 from .checkpoint import CheckpointError, load_model, read_index
-from .generation import EmptyPromptError, generate_text, next_token_table
+from .errors import CourseError
+from .generation import generate_text, next_token_table
 from .paths import MODELS_DIR
 from .plots import plot_next_token_probs
 
@@ -93,7 +94,7 @@ class GenerationPlayground:
                 warnings.simplefilter("always")
                 out = generate_text(model, info["vocab"], self.prompt.value, self.max_tokens.value,
                                     self.temperature.value, self.top_k.value or None, self.seed.value)
-        except (EmptyPromptError, CheckpointError, ValueError) as e:
+        except CourseError as e:  # the user can fix it: say how; a bug keeps its traceback
             self._message(str(e))
             return None
         note = "".join(f"<div style='color:#8a6d00'>note: {html.escape(str(w.message))}</div>" for w in caught)
@@ -111,7 +112,7 @@ class GenerationPlayground:
                 warnings.simplefilter("ignore")
                 table = next_token_table(model, info["vocab"], self.prompt.value, k,
                                          max(self.temperature.value, 1e-3))
-        except (EmptyPromptError, CheckpointError, ValueError) as e:
+        except CourseError as e:  # the user can fix it: say how; a bug keeps its traceback
             self._message(str(e))
             return None
         fig, ax = plt.subplots(figsize=(6, 0.35 * k + 1))
