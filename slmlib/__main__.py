@@ -3,18 +3,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import sys
 import warnings
 from pathlib import Path
 
+from .errors import CourseError, UsageError
 from .paths import MODELS_DIR, OUTPUTS_DIR
 
-
-class UsageError(Exception):
-    """Bad command-line input: reported as one line, no traceback."""
+INTERRUPTED = 130  # the shell's exit status for Ctrl-C: scripts and make see that the run stopped early
 
 
-def cmd_train(args) -> None:
+
+def cmd_train(args) -> int | None:
     from .checkpoint import default_path, resume_path_for
     from .experiments import LADDER_COLUMNS, format_table, resolve_levels, train_ladder
     from .train import train
@@ -27,6 +29,8 @@ def cmd_train(args) -> None:
             if not resume.is_file():
                 raise UsageError(f"nothing to resume for {cfg.name}: {resume} does not exist")
             history = train(cfg, device=args.device, resume=resume, out=default_path(cfg, args.out))
+            if history.status != "completed":
+                return _stopped(cfg.name, history.status)
             print(f"{cfg.name}: {history.status}, final {history.final}")
         return
     levels = resolve_levels(args.level)
@@ -35,9 +39,17 @@ def cmd_train(args) -> None:
 
         levels = [seed_settings(cfg) for cfg in levels]
     results = train_ladder(levels, models_dir=args.out, out_dir=args.results, device=args.device, **overrides)
-    print(format_table(results, LADDER_COLUMNS))
     if results:
+        print(format_table(results, LADDER_COLUMNS))
         print(f"\nmodels in {args.out}; curves and results in {args.results}")
+    if len(results) < len(levels):  # train_ladder stops at the first level that did not complete (Ctrl-C)
+        return _stopped(levels[len(results)].name, "interrupted")
+
+
+def _stopped(level: str, status: str) -> int:
+    print(f"training of {level} {status}; nothing else was trained (see above for how to resume)",
+          file=sys.stderr)
+    return INTERRUPTED
 
 
 def cmd_test(args) -> None:
@@ -132,50 +144,100 @@ def cmd_bench(args) -> None:
     run_benchmarks(quick=args.quick, out_dir=args.out)
 
 
+# ---------------------------------------------------------------- argument types: refused before any work
+
+def whole_number(low: int, high: int | None = None):
+    """An argparse type: a whole number from low (to high), or a one-line error naming the range."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            allowed = f"from {low:,} to {high:,}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"must be a whole number {allowed}, got {text}")
+        return value
+    return parse
+
+
+def max_new_tokens(text: str) -> int:
+    from .generation import MAX_NEW_TOKENS  # here: importing torch for every --help is slow
+
+    return whole_number(1, MAX_NEW_TOKENS)(text)
+
+
+def temperature(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0 (0: always the likeliest token), got {text}")
+    return value
+
+
+def device_name(text: str) -> str:
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; use auto, cpu, cuda (or cuda:N) or mps")
+    return text
+
+
+def folder(text: str) -> Path:
+    """A folder to write into: it may not exist yet, but no part of it may be a file."""
+    path = Path(text)
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise argparse.ArgumentTypeError(f"{part} is a file, not a folder; give a folder "
+                                                 "(it is created if it does not exist)")
+            break
+    return path
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m slmlib", description="SLM Course: train and test five small GPT models.")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train one level or all of them (the ladder)")
     t.add_argument("--level", default="all", help="ultra_tiny, tiny, small, medium, large, 1-5, a comma list, or all")
-    t.add_argument("--out", type=Path, default=MODELS_DIR, help="folder for the checkpoints (default models/)")
-    t.add_argument("--max-iters", type=int, help="override the number of training steps (quick tries)")
-    t.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda or mps")
+    t.add_argument("--out", type=folder, default=MODELS_DIR, help="folder for the checkpoints (default models/)")
+    t.add_argument("--max-iters", type=whole_number(1), help="override the number of training steps (quick tries)")
+    t.add_argument("--device", type=device_name, default="auto", help="auto (GPU if present), cpu, cuda or mps")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run of this level")
     t.add_argument("--seed-settings", action="store_true",
                    help="the seed project's settings (batch 4, lr 1e-3, 200-2000 steps): shows underfitting")
-    t.add_argument("--results", type=Path, default=OUTPUTS_DIR, help="folder for curves and ladder_results.json")
+    t.add_argument("--results", type=folder, default=OUTPUTS_DIR, help="folder for curves and ladder_results.json")
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("test", help="test saved models on held-out and brand-new stories")
-    s.add_argument("--models", type=Path, default=MODELS_DIR, help="folder with the checkpoints")
-    s.add_argument("--fresh", type=int, default=200, help="how many brand-new stories to test on")
+    s.add_argument("--models", type=folder, default=MODELS_DIR, help="folder with the checkpoints")
+    s.add_argument("--fresh", type=whole_number(1, 100_000), default=200, help="how many brand-new stories to test on")
     s.set_defaults(func=cmd_test)
 
     g = sub.add_parser("generate", help="continue a prompt with a saved model")
     g.add_argument("--level", help="use the saved model of this level")
     g.add_argument("--checkpoint", type=Path, help="or a checkpoint file")
     g.add_argument("--prompt", required=True, help="the start of the story")
-    g.add_argument("--max-new-tokens", type=int, default=100)
-    g.add_argument("--temperature", type=float, default=0.8)
-    g.add_argument("--top-k", type=int, default=40)
+    g.add_argument("--max-new-tokens", type=max_new_tokens, default=100, help="at most this many new tokens")
+    g.add_argument("--temperature", type=temperature, default=0.8, help="0: greedy; higher: wilder")
+    g.add_argument("--top-k", type=whole_number(0), default=40, help="sample from the k likeliest tokens (0: all)")
     g.add_argument("--seed", type=int, default=0)
     g.set_defaults(func=cmd_generate)
 
     i = sub.add_parser("info", help="levels, data statistics and saved models")
-    i.add_argument("--models", type=Path, default=MODELS_DIR)
+    i.add_argument("--models", type=folder, default=MODELS_DIR)
     i.set_defaults(func=cmd_info)
 
     d = sub.add_parser("data", help="regenerate the course data, or fetch real TinyStories")
     d.add_argument("action", choices=["build", "download-tinystories"])
-    d.add_argument("--dest", type=Path, default=Path("data/tinystories"))
+    d.add_argument("--dest", type=folder, default=Path("data/tinystories"))
     d.add_argument("--which", nargs="+", default=["valid"], choices=["train", "valid"])
     d.set_defaults(func=cmd_data)
 
     c = sub.add_parser("course", help="run every lesson notebook with papermill (what `make course` does)")
     c.add_argument("--smoke", action="store_true", help="tiny settings: checks the notebooks run, in about a minute")
     c.add_argument("--only", nargs="+", help="run only notebooks whose names contain these strings")
-    c.add_argument("--out", type=Path, default=OUTPUTS_DIR / "executed")
+    c.add_argument("--out", type=folder, default=OUTPUTS_DIR / "executed")
     c.set_defaults(func=cmd_course)
 
     n = sub.add_parser("notebooks", help="maintainers: strip lesson outputs (refresh: re-record nbval-checked cells)")
@@ -195,27 +257,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="measure training speed, vocabulary speed-up, utilisation, generation")
     b.add_argument("--quick", action="store_true", help="short runs (a check that it works, not the numbers)")
-    b.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="folder for the results")
+    b.add_argument("--out", type=folder, default=Path("benchmarks/results"), help="folder for the results")
     b.set_defaults(func=cmd_bench)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .checkpoint import CheckpointError
-    from .config import UnknownLevelError
-    from .data import DataFileError, DownloadError
-    from .generation import EmptyPromptError
-    from .tokenizer import TokenizerFileError
-    from .train import TrainingDivergedError
-
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
-    except (UsageError, CheckpointError, UnknownLevelError, DataFileError, DownloadError,
-            EmptyPromptError, TokenizerFileError, TrainingDivergedError, ValueError) as e:
+        return args.func(args) or 0
+    except CourseError as e:  # anything the user can fix: one line; a bug keeps its traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
-    return 0
+    except KeyboardInterrupt:  # Ctrl-C outside a training loop (which saves and returns by itself)
+        print("\ninterrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":
