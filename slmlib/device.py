@@ -30,19 +30,17 @@ def available_gpu() -> str | None:
 
 
 def auto_device(n_params: int | None = None) -> tuple[torch.device, str]:
-    """The device "auto" picks for a model of n_params parameters, and why, in one sentence.
+    """The device "auto" picks for a model of n_params parameters, and why (one phrase).
 
     n_params=None means a course-sized model (the five levels), which stays on the CPU.
     """
     gpu = available_gpu()
     if n_params is None or n_params < GPU_MIN_PARAMS:
-        size = "a course-sized model" if n_params is None else f"{n_params:,} parameters"
-        why = (f"{size} is under {GPU_MIN_PARAMS:,}: the CPU, where the README's numbers were measured"
-               + (f" (the {gpu} GPU stays free; pass device='{gpu}' to use it)" if gpu else ""))
-        return torch.device("cpu"), why
+        why = f"under {GPU_MIN_PARAMS:,} parameters: the CPU, where the README's numbers were measured"
+        return torch.device("cpu"), why + (f" (device='{gpu}' would use the {gpu} GPU)" if gpu else "")
     if gpu:
-        return torch.device(gpu), f"{n_params:,} parameters, at least {GPU_MIN_PARAMS:,}: the {gpu} GPU"
-    return torch.device("cpu"), f"{n_params:,} parameters would go to a GPU, but this machine has none"
+        return torch.device(gpu), f"{GPU_MIN_PARAMS:,} parameters or more: the {gpu} GPU"
+    return torch.device("cpu"), f"{GPU_MIN_PARAMS:,} parameters or more would go to a GPU; this machine has none"
 
 
 def pick_device(device: str = "auto", n_params: int | None = None) -> torch.device:

@@ -114,3 +114,146 @@ def test_this_environment_has_the_course_kernel_and_runs_slmlib():
     out = subprocess.run([sys.executable, "-m", "slmlib", "info"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "5 large" in out.stdout and "compact vocabulary" in out.stdout
+
+
+# -- lesson 00's checks (slmlib/checks.py): each problem gives its line and its fix -------------
+
+import http.server  # noqa: E402
+import threading  # noqa: E402
+from collections import namedtuple  # noqa: E402
+
+import torch  # noqa: E402
+
+from slmlib import checks  # noqa: E402
+
+
+def test_checks_use_the_projects_python_floor():
+    assert checks.MIN_PYTHON == setup_course.MIN_PYTHON
+
+
+def test_run_checks_prints_ok_warn_fix_and_stops_only_on_fix(monkeypatch, capsys):
+    def warn():
+        raise checks.SetupWarning("slow, do X")
+
+    def fix():
+        raise RuntimeError("broken, do Y")
+
+    monkeypatch.setattr(checks, "CHECKS", {"a": lambda: "fine", "b": warn})
+    checks.run_checks()
+    out = capsys.readouterr().out
+    assert "OK   a          fine\nWARN b          slow, do X\n" in out and "(1 warning(s): see the WARN lines)" in out
+    monkeypatch.setattr(checks, "CHECKS", {"a": lambda: "fine", "b": warn, "c": fix})
+    with pytest.raises(RuntimeError, match=r"1 check\(s\) failed \(c\)"):
+        checks.run_checks()
+    assert "FIX  c          broken, do Y" in capsys.readouterr().out
+
+
+def test_old_python_wrong_environment_and_wrong_torch_need_a_fix(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "version_info", (3, 9, 18))
+    with pytest.raises(RuntimeError, match=r"too old: the course needs 3\.10 .* setup_course\.py --fresh"):
+        checks._python()
+    monkeypatch.undo()
+    monkeypatch.setattr(checks, "course_environment", lambda: tmp_path / "other-venv")
+    with pytest.raises(RuntimeError, match="not the course's environment .* 'Python 3 \\(SLM Course\\)'"):
+        checks._kernel()
+    monkeypatch.setattr(checks, "course_environment", lambda: None)
+    with pytest.raises(RuntimeError, match="no 'slm-course' kernel is registered: run `python3 setup_course.py`"):
+        checks._kernel()
+    monkeypatch.setattr(torch, "__version__", "2.5.1")
+    with pytest.raises(RuntimeError, match="the course pins 2.13"):
+        checks._torch()
+
+
+def test_a_cuda_build_without_a_gpu_says_how_much_space_and_how_to_switch(monkeypatch):
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(checks, "_cuda_libraries_size", lambda: int(2.5 * 1024**3))
+    with pytest.raises(checks.SetupWarning, match=r"CUDA build \(its NVIDIA libraries take 2\.5 GB here\).*"
+                                                  r"`python3 setup_course.py --fresh --cpu-torch`"):
+        checks._torch()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert "CUDA 12.8 build" in checks._torch()
+
+
+def test_few_cpus_little_memory_or_disk_warn_with_the_fix(monkeypatch):
+    monkeypatch.setattr(checks, "_usable_cpus", lambda: 1)
+    with pytest.raises(checks.SetupWarning, match="gives the course 1 CPU"):
+        checks._cpu()
+    monkeypatch.setattr(checks, "_usable_cpus", lambda: 4)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    with pytest.raises(checks.SetupWarning, match=r"1 thread of 4 CPUs \(OMP_NUM_THREADS=1 is set\).*set_num_threads\(4\)"):
+        checks._cpu()
+    monkeypatch.setattr(checks, "_free_memory", lambda: 1024**3)
+    with pytest.raises(checks.SetupWarning, match="only 1.0 GB of memory free .* close other programs"):
+        checks._memory()
+    Usage = namedtuple("Usage", "total used free")
+    monkeypatch.setattr(checks.shutil, "disk_usage", lambda path: Usage(10, 9, int(0.5 * 1024**3)))
+    with pytest.raises(checks.SetupWarning, match="only 0.5 GB free on the disk .* free some space"):
+        checks._disk()
+
+
+class FakeJupyter(http.server.BaseHTTPRequestHandler):
+    """Answers like a Jupyter server: its kernels, and the JupyterLab page with its extensions."""
+    kernels, extensions, disabled = [], [], []
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        assert self.headers["Authorization"] == "token t0k"
+        if self.path == "/api/kernels":
+            body = json.dumps(self.kernels)
+        else:
+            config = {"federated_extensions": [{"name": n} for n in self.extensions],
+                      "disabledExtensions": self.disabled}
+            body = f'<script id="jupyter-config-data" type="application/json">{json.dumps(config)}</script>'
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_lab(tmp_path, monkeypatch):
+    """A JupyterLab that runs this 'kernel' (id abc), found the way lesson 00 finds it."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeJupyter)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    (tmp_path / "jpserver-1.json").write_text(json.dumps({"url": url, "token": "t0k", "pid": 1}))
+    (tmp_path / "jpserver-2.json").write_text(json.dumps({"url": "http://127.0.0.1:9/", "token": "x"}))  # stale
+    import ipykernel.connect
+    import jupyter_core.paths
+
+    monkeypatch.setattr(ipykernel.connect, "get_connection_file", lambda: str(tmp_path / "kernel-abc.json"))
+    monkeypatch.setattr(jupyter_core.paths, "jupyter_runtime_dir", lambda: str(tmp_path))
+    FakeJupyter.kernels = [{"id": "zzz", "name": "python3"}, {"id": "abc", "name": "slm-course"}]
+    FakeJupyter.extensions, FakeJupyter.disabled = ["@jupyter-widgets/jupyterlab-manager"], []
+    checks.jupyter_server.cache_clear()
+    yield url
+    checks.jupyter_server.cache_clear()
+    server.shutdown()
+
+
+def test_widgets_are_checked_with_the_jupyterlab_that_runs_the_kernel(fake_lab):
+    assert checks.jupyter_server()["kernel_name"] == "slm-course"
+    assert checks._widgets().endswith(f"the JupyterLab at {fake_lab} loads the widget extension")
+    FakeJupyter.disabled = ["@jupyter-widgets/jupyterlab-manager"]
+    with pytest.raises(RuntimeError, match="widget extension disabled.*labextension enable"):
+        checks._widgets()
+    FakeJupyter.extensions = ["jupyterlab_pygments"]
+    with pytest.raises(RuntimeError, match="has no widget extension, so sliders .* start the course's own: `make lab`"):
+        checks._widgets()
+
+
+def test_outside_jupyterlab_the_widget_line_says_it_could_not_ask(monkeypatch):
+    monkeypatch.setattr(checks, "jupyter_server", lambda: None)
+    assert "no JupyterLab runs this kernel to ask" in checks._widgets()
+
+
+def test_lesson_00_shows_each_levels_device(capsys):
+    rows = checks.device_plan("auto")
+    assert [r["device"] for r in rows] == ["cpu"] * 5
+    assert [r["parameters"] for r in rows] == sorted(r["parameters"] for r in rows)
+    checks.print_device_plan("cpu")
+    out = capsys.readouterr().out
+    assert "5 large" in out and "you asked for device='cpu'" in out
