@@ -303,7 +303,7 @@ def _entry_from_file(name: str, path: Path) -> tuple[dict | None, str]:
         entry = _index_entry(path, config, model.num_params(), ckpt.get("history") or {},
                              ckpt.get("data_stats") or {})
     except Exception as e:  # whatever is wrong with a file, the index lists it as unusable and goes on
-        return None, f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+        return None, f"{type(e).__name__}: {first_sentences(e, 300)}"  # whole sentences, never cut mid-way
     entry.update(file=name, saved_at=ckpt.get("saved_at", entry["saved_at"]))
     return entry, ""
 

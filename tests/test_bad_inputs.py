@@ -447,3 +447,15 @@ def test_pytorch_messages_are_not_cut_mid_sentence(good_checkpoint, tmp_path):
         load_model(evil)
     unpickler = next(ln for ln in str(torch_error.value).splitlines() if "WeightsUnpickler" in ln)
     _assert_not_cut(str(err.value), unpickler.split("error:", 1)[1])
+
+
+def test_the_index_names_an_unreadable_checkpoint_in_whole_sentences(good_checkpoint, tmp_path):
+    from slmlib.checkpoint import read_index
+
+    path, _ = good_checkpoint
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "model_ultra_tiny_100_stories.pt").write_bytes(path.read_bytes()[:300])
+    reasons = [e["reason"] for e in read_index(models)["unreadable"].values()]
+    assert len(reasons) == 1 and "not a readable checkpoint" in reasons[0]
+    assert reasons[0].endswith("."), f"cut mid-sentence: {reasons[0]!r}"
