@@ -132,10 +132,14 @@ def cmd_exercises(args) -> None:
           f"{'differ' if args.check else 'changed'}")
 
 
-def cmd_grade(args) -> None:
+def cmd_grade(args) -> int | None:
     from .exercises import grade_submissions
 
-    grade_submissions(args.submissions, out=args.out, timeout=args.timeout)
+    try:
+        cap = {} if args.memory_mb is None else {"memory_mb": args.memory_mb}
+        grade_submissions(args.submissions, out=args.out, timeout=args.timeout, jobs=args.jobs, **cap)
+    except KeyboardInterrupt:  # grade_submissions has said what it kept and how to go on
+        return INTERRUPTED
 
 
 def cmd_bench(args) -> None:
@@ -249,10 +253,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--check", action="store_true", help="only check that exercises/ is up to date")
     e.set_defaults(func=cmd_exercises)
 
-    gr = sub.add_parser("grade", help="run students' exercise notebooks and write a score table")
-    gr.add_argument("submissions", type=Path, help="folder with one notebook or one folder per student")
-    gr.add_argument("--out", type=Path, default=Path("grades.csv"), help="CSV to write (a report goes beside it)")
-    gr.add_argument("--timeout", type=int, default=600, help="seconds allowed per notebook")
+    gr = sub.add_parser("grade", help="run students' exercise notebooks and write a score table",
+                        description="Runs every notebook in a copy of its submission, with a kernel of its own, "
+                                    "as you: grade in an account you don't mind the students' code using.")
+    gr.add_argument("submissions", type=Path,
+                    help="folder with one notebook or one folder per student (or a single notebook)")
+    gr.add_argument("--out", type=Path, default=Path("grades.csv"),
+                    help="CSV to write (a report goes beside it); a rerun skips the notebooks it already holds")
+    gr.add_argument("--timeout", type=whole_number(1), default=600, help="seconds allowed per notebook")
+    gr.add_argument("--jobs", type=whole_number(1, 256), default=1, help="notebooks graded at the same time")
+    gr.add_argument("--memory-mb", type=whole_number(0),
+                    help="address space each kernel may use, in MB (default 4096; Linux only; 0: no cap)")
     gr.set_defaults(func=cmd_grade)
 
     b = sub.add_parser("bench", help="measure training speed, vocabulary speed-up, utilisation, generation")

@@ -158,8 +158,11 @@ def check_sources(nb, passed_only: bool = False) -> list[str]:
 
 
 def _submission(student: str, path: Path, copy: Path, top: Path) -> Submission:
-    return Submission(student, path, copy, path.relative_to(top).as_posix(),
-                      hashlib.sha256(path.read_bytes()).hexdigest()[:16])
+    try:
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    except OSError:  # graded as an unreadable notebook, and again on every rerun
+        sha = "unreadable"
+    return Submission(student, path, copy, path.relative_to(top).as_posix(), sha)
 
 
 def find_submissions(target: Path, exclude: Path | None = None) -> tuple[list[Submission], list[str]]:
@@ -222,12 +225,29 @@ def _memory_cap(memory_mb: int):
     return functools.partial(resource.setrlimit, resource.RLIMIT_AS, (limit, limit))
 
 
+def read_submission(path: Path) -> tuple:
+    """(notebook or None, why it cannot be graded or ""). Neither needs a kernel: graded at once."""
+    try:
+        nb = nbformat.read(str(path), as_version=4)
+    except Exception as e:  # not JSON, not a notebook, not UTF-8...
+        return None, f"unreadable notebook ({_first_line(e)})"
+    if not any(c.cell_type == "code" and c.source.strip() for c in nb.cells):
+        return nb, "empty notebook: no code cells to run"
+    return nb, ""
+
+
 def run_submission(path: Path, graded_path: Path, timeout: int, env: dict, smoke: bool = True,
                    memory_mb: int = 0) -> tuple:
     """Execute one notebook in its folder with a kernel of its own, errors allowed.
 
     -> (executed nb or None, the student's problem or "", the grader's problem or "").
     """
+    nb, problem = read_submission(path)
+    if problem:
+        if nb is not None:
+            graded_path.parent.mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, graded_path)
+        return nb, problem, ""
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.iorw import load_notebook_node
@@ -239,11 +259,8 @@ def run_submission(path: Path, graded_path: Path, timeout: int, env: dict, smoke
     try:
         nb = load_notebook_node(str(path))  # nbformat.read, plus the metadata papermill expects
         nb = parameterize_notebook(nb, {"smoke": smoke}, kernel_name=kernel, language="python")
-    except Exception as e:  # not JSON, not a notebook, not UTF-8...
+    except Exception as e:  # a notebook papermill cannot parameterise
         return None, f"unreadable notebook ({_first_line(e)})", ""
-    if not any(c.cell_type == "code" and c.source.strip() and "injected-parameters" not in c.metadata.get("tags", [])
-               for c in nb.cells):
-        return nb, "empty notebook: no code cells to run", ""
     running = {"cell": None, "started": None}  # the clock starts at the first cell: a slow kernel start costs nothing
 
     def time_left(cell) -> int:
@@ -281,7 +298,7 @@ def first_error(nb, memory_mb: int = 0) -> str:
         for o in cell.get("outputs", []):
             if o.output_type == "error":
                 text = f"first error in cell {i}: {o.ename}: {ANSI.sub('', o.evalue)[:160]}".rstrip(": ")
-                if memory_mb and (o.ename == "MemoryError" or "can't allocate memory" in o.evalue):
+                if memory_mb and (o.ename.endswith("MemoryError") or "can't allocate memory" in o.evalue):
                     text += f" (out of memory: each kernel may use at most {memory_mb} MB)"
                 return text
     return ""
@@ -466,6 +483,12 @@ def grade_submissions(submissions: Path, out: Path = Path("grades.csv"), timeout
     failed = []
     _write_results(out, in_order(), timeout, smoke)
     with tempfile.TemporaryDirectory(prefix="slm-grade-", ignore_cleanup_errors=True) as scratch:
+        for sub in [s for s in todo if read_submission(s.path)[1]]:  # no code to run: graded here, at once
+            rows[sub.name] = grade_one(sub, graded_dir / _graded_name(sub), Path(scratch), timeout, smoke,
+                                       Path(exercises_dir), memory_mb)
+            rows[sub.name].pop("grader_error")
+            todo.remove(sub)
+        _write_results(out, in_order(), timeout, smoke)
         pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_start_worker) if todo else None
         bar = tqdm(total=len(todo), desc="grading", unit="notebook")
@@ -476,7 +499,7 @@ def grade_submissions(submissions: Path, out: Path = Path("grades.csv"), timeout
                 sub = futures[future]
                 try:
                     row = future.result()
-                except BrokenProcessPool:
+                except BrokenProcessPool:  # also when a script calls this without `if __name__ == "__main__":`
                     raise GradingError(f"a grading process died (out of memory?); the {len(in_order())} notebook(s) "
                                        f"graded so far are in {out}: run the same command again for the rest") from None
                 except Exception as e:  # a fault of the grader, not of the notebook: report it, grade the rest

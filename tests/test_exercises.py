@@ -9,6 +9,7 @@ import hashlib
 import multiprocessing
 import os
 import re
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -135,17 +136,23 @@ def _hashes(folder):
 
 
 def _class_of(subs):
-    """alice: one complete notebook, one that is not JSON; bob: task 1 done, check 3 gutted; dave: loops forever."""
+    """alice: one complete notebook, one that is not JSON; bob: task 1 done, check 3 gutted; dave: loops
+    forever; erin: crashes the kernel; frank: asks for 8 GiB (never touched), then finishes."""
     solution = nbformat.read(ex.SOLUTIONS_DIR / "ex02_causal_mask.ipynb", as_version=4)
     exercise = nbformat.read(ex.EXERCISES_DIR / "ex02_causal_mask.ipynb", as_version=4)
     tasks = [i for i, c in enumerate(exercise.cells) if c.cell_type == "code" and ex.STUB[1] in c.source]
     checks = [i for i, c in enumerate(exercise.cells) if ex.is_check_cell(c)]
     where = nbformat.v4.new_code_cell('import os\nprint("cwd:", os.getcwd())')
+    done = nbformat.from_dict(exercise)
+    for i in tasks:
+        done.cells[i].source = solution.cells[i].source
 
     (subs / "alice").mkdir(parents=True)
     (subs / "alice" / "ex01_tokens.ipynb").write_text('{"cells": [', encoding="utf-8")
-    solution.cells.append(where)
-    nbformat.write(solution, subs / "alice" / "ex02_causal_mask.ipynb")
+    (subs / "alice" / "notes.txt").write_text("my notes", encoding="utf-8")
+    alice = nbformat.from_dict(done)
+    alice.cells.append(nbformat.v4.new_code_cell('import os\nprint("cwd:", os.getcwd(), sorted(os.listdir(".")))'))
+    nbformat.write(alice, subs / "alice" / "ex02_causal_mask.ipynb")
 
     bob = nbformat.from_dict(exercise)
     bob.cells[tasks[0]].source = solution.cells[tasks[0]].source
@@ -158,36 +165,55 @@ def _class_of(subs):
     (subs / "dave").mkdir()
     nbformat.write(dave, subs / "dave" / "ex02_causal_mask.ipynb")
 
+    erin = nbformat.from_dict(done)
+    erin.cells[tasks[1]].source = "import os\nos._exit(1)"
+    nbformat.write(erin, subs / "erin.ipynb")
 
-def test_grading_a_class(tmp_path, runs):
+    frank = nbformat.from_dict(done)
+    frank.cells.insert(tasks[0], nbformat.v4.new_code_cell("hog = torch.empty(8 * 2**30, dtype=torch.uint8)"))
+    nbformat.write(frank, subs / "frank.ipynb")
+
+
+def test_grading_a_class(tmp_path, runs, capsys):
     # `runs` keeps the notebook workers busy in the background while this grades in the foreground.
     subs = tmp_path / "submissions"
     _class_of(subs)
     before = _hashes(subs)
     out = tmp_path / "report" / "grades.csv"
-    rows = ex.grade_submissions(subs, out=out, timeout=8)
+    args = ["grade", str(subs), "--out", str(out), "--timeout", "8", "--jobs", "2", "--memory-mb", "3072"]
+    assert main(args) == 0
     assert _hashes(subs) == before, "submitted files must never change"
+    printed = capsys.readouterr().out
+    assert "found 6 notebook(s) from 5 student(s)" in printed and "alice/notes.txt (not a notebook)" in printed
 
     table = {(r["student"], r["exercise"]): r for r in csv.DictReader(out.open(encoding="utf-8"))}
-    assert [(r["student"], r["exercise"]) for r in rows] == list(table)
     got = {k: (int(r["passed"]), int(r["total"])) for k, r in table.items()}
     assert got == {("alice", "ex01_tokens"): (0, 3), ("alice", "ex02_causal_mask"): (3, 3),
-                   ("bob", "ex02_causal_mask"): (1, 3), ("dave", "ex02_causal_mask"): (0, 3)}
+                   ("bob", "ex02_causal_mask"): (1, 3), ("dave", "ex02_causal_mask"): (0, 3),
+                   ("erin", "ex02_causal_mask"): (1, 3), ("frank", "ex02_causal_mask"): (3, 3)}
+    assert [r["notebook"] for r in table.values()] == ["alice/ex01_tokens.ipynb", "alice/ex02_causal_mask.ipynb",
+                                                       "bob.ipynb", "dave/ex02_causal_mask.ipynb", "erin.ipynb",
+                                                       "frank.ipynb"], "rows in submission order"
     assert table["alice", "ex02_causal_mask"]["error"] == ""
     assert "edited or deleted" in table["bob", "ex02_causal_mask"]["error"]
     assert "unreadable notebook" in table["alice", "ex01_tokens"]["error"]
     assert "timed out" in table["dave", "ex02_causal_mask"]["error"]
     assert float(table["dave", "ex02_causal_mask"]["seconds"]) >= 8
+    assert "the kernel died in cell" in table["erin", "ex02_causal_mask"]["error"]
+    assert "can't allocate memory" in table["frank", "ex02_causal_mask"]["error"]
+    assert "at most 3072 MB" in table["frank", "ex02_causal_mask"]["error"]
 
     report = (tmp_path / "report" / "grades.md").read_text(encoding="utf-8")
     assert "| alice | 2 | 3 | 6 | 50% |" in report and "| bob | 1 | 1 | 3 | 33% |" in report
-    assert "alice / ex01_tokens: unreadable notebook" in report
+    assert "alice/ex01_tokens.ipynb: unreadable notebook" in report
 
     graded = tmp_path / "report" / "graded"
     alice = nbformat.read(graded / "alice" / "ex02_causal_mask.ipynb", as_version=4)
-    assert f"cwd: {subs / 'alice'}" in alice.cells[-1].outputs[0].text, "runs in the student's folder"
+    cwd, listing = alice.cells[-1].outputs[0].text.split(" ", 2)[1:]
+    assert subs not in Path(cwd).parents and Path(cwd).name == "alice", "runs in a copy of the student's folder"
+    assert "'notes.txt'" in listing and "'ex01_tokens.ipynb'" in listing
     bob = nbformat.read(graded / "bob" / "bob.ipynb", as_version=4)
-    assert f"cwd: {subs}\n" in bob.cells[-1].outputs[0].text, "allow errors: cells after a failure still run"
+    assert "cwd: " in bob.cells[-1].outputs[0].text, "allow errors: cells after a failure still run"
     assert (graded / "dave" / "ex02_causal_mask.ipynb").is_file()
     assert not (graded / "alice" / "ex01_tokens.ipynb").exists()
 
