@@ -10,9 +10,9 @@ from .checkpoint import CheckpointError, default_path, load_model, model_path
 from .config import LEVELS, LevelConfig, get_level
 from .data import eval_windows, floor_nats_per_token, fresh_stories, load_data, to_token_tensor, write_atomic
 from .generation import generate_text
-from .metrics import TrainingText, perplexity, text_quality
+from .metrics import TrainingText, chance_copying, perplexity, text_quality
 from .paths import MODELS_DIR, OUTPUTS_DIR
-from .plots import plot_gap_vs_data, plot_ladder_curves
+from .plots import close_figure, plot_gap_vs_data, plot_ladder_curves
 from .tables import format_table  # noqa: F401  (lessons import it from here too)
 from .history import History
 from .train import evaluate_loss, train
@@ -84,19 +84,25 @@ def write_ladder_outputs(histories: dict, results: list[dict], out_dir: str | Pa
                          **extra) -> None:
     """outputs/training_curves.png, gap_vs_data.png and ladder_results.json."""
     out_dir = Path(out_dir)
-    plot_ladder_curves(histories, results[0]["floor"], out_dir / "training_curves.png")
-    plot_gap_vs_data(results, out_dir / "gap_vs_data.png")
+    for fig in (plot_ladder_curves(histories, results[0]["floor"], out_dir / "training_curves.png"),
+                plot_gap_vs_data(results, out_dir / "gap_vs_data.png")):
+        close_figure(fig)  # saved to disk; a notebook shows them where it asks for them
     write_atomic(out_dir / "ladder_results.json", json.dumps({"levels": results, **extra}, indent=2) + "\n")
 
 
 def ladder_from_models(levels: str | Sequence = "all", models_dir: str | Path = MODELS_DIR,
-                       out_dir: str | Path | None = OUTPUTS_DIR) -> tuple[dict, list[dict]]:
-    """Histories and result rows of the saved models (no training); writes the outputs too."""
+                       out_dir: str | Path | None = OUTPUTS_DIR,
+                       settings: dict | None = None) -> tuple[dict, list[dict]]:
+    """Histories and result rows of the saved models (no training); writes the outputs too.
+
+    settings: changes every level was trained with (the lessons' smoke settings), which picks
+    those runs from models/experiments/; by default the levels' own models.
+    """
     histories, results = {}, []
     for cfg in resolve_levels(levels):
         hint = (f"Train it first: run lesson 0{cfg.number + 2}_{cfg.name}.ipynb, "
                 f"or `python -m slmlib train --level {cfg.name}`.")
-        model, info = load_model(default_path(cfg, models_dir), train_hint=hint)
+        model, info = load_model(model_path(cfg.replace(**(settings or {})), models_dir), train_hint=hint)
         histories[cfg.name] = info["history"]
         results.append(level_result(info["history"], model, info["data_stats"]))
     if out_dir is not None and results:
@@ -110,7 +116,8 @@ LADDER_COLUMNS = ("level", "stories", "train_tokens", "params", "max_iters", "ba
 
 def test_models(levels: str | Sequence = "all", models_dir: str | Path = MODELS_DIR,
                 out_dir: str | Path = OUTPUTS_DIR, prompts: Sequence[str] = DEFAULT_PROMPTS,
-                n_fresh: int = 200, max_new_tokens: int = 80, seed: int = 0) -> list[dict]:
+                n_fresh: int = 200, max_new_tokens: int = 80, seed: int = 0,
+                settings: dict | None = None) -> list[dict]:
     """Evaluate every saved model on held-out and brand-new stories; sample some text.
 
     Writes outputs/test_results_new_data.json and outputs/test_results.md.
@@ -119,7 +126,7 @@ def test_models(levels: str | Sequence = "all", models_dir: str | Path = MODELS_
     fresh_floor = floor_nats_per_token(fresh)
     rows = []
     for cfg in resolve_levels(levels):
-        path = default_path(cfg, models_dir)
+        path = model_path(cfg.replace(**(settings or {})), models_dir)
         if not path.is_file():
             continue
         model, info = load_model(path)
@@ -130,6 +137,7 @@ def test_models(levels: str | Sequence = "all", models_dir: str | Path = MODELS_
         fresh_tokens = to_token_tensor([s.text for s in fresh], vocab)
         fresh_loss = evaluate_loss(model, eval_windows(fresh_tokens, windows, config.block_size))
         training = TrainingText(data.train_texts)
+        chance = chance_copying(training)
         samples = {p: generate_text(model, vocab, p, max_new_tokens, seed=seed) for p in prompts}
         final = info["history"].final
         rows.append({
@@ -140,6 +148,7 @@ def test_models(levels: str | Sequence = "all", models_dir: str | Path = MODELS_
             "test_floor": data.floor.get("test"), "new_stories_floor": round(fresh_floor, 4),
             "above_floor": round(fresh_loss - fresh_floor, 4),
             **text_quality(list(samples.values()), training),
+            "chance_8gram_share": chance["copied_8gram_share"],
             "samples": samples,
         })
     if not rows:
@@ -154,4 +163,38 @@ def test_models(levels: str | Sequence = "all", models_dir: str | Path = MODELS_
 
 TEST_COLUMNS = ("level", "stories", "train_loss", "val_loss", "test_loss", "new_stories_loss",
                 "new_stories_floor", "above_floor", "longest_copied_words", "copied_8gram_share",
-                "distinct_2", "real_word_share")
+                "chance_8gram_share", "distinct_2", "real_word_share")
+
+
+REMEDIES = {"dropout 0.2": {"dropout": 0.2}, "weight decay 0.1": {"weight_decay": 0.1}}
+
+
+def try_remedies(cfg: LevelConfig, baseline: History, more_stories: int = 1000, jobs: int = 2,
+                 progress: bool = True) -> tuple[list[dict], dict[str, History]]:
+    """The standard remedies for overfitting, each tried alone on the same level and budget.
+
+    baseline: the level's own run (its best point is the early-stopping remedy, for free).
+    Returns the table rows and the histories (for the curves); nothing is saved.
+    """
+    from .sweep import train_many
+
+    runs = {name: cfg.replace(**change) for name, change in REMEDIES.items()}
+    runs[f"more data ({more_stories:,} stories)"] = cfg.replace(stories=more_stories)
+    histories = {"no remedy": baseline}
+    for name, run in zip(runs, train_many(list(runs.values()), jobs, progress, desc="remedies")):
+        histories[name] = History.from_dict(run)
+    rows = [_remedy_row("no remedy", baseline)]
+    best = baseline.best
+    rows.append({"remedy": "early stopping (keep the best step)", "best_val": best["val_loss"],
+                 "best_step": best["iter"], "final_val": best["val_loss"],
+                 "gap": round(best["val_loss"] - best["train_loss"], 4)})
+    rows += [_remedy_row(name, h) for name, h in histories.items() if name != "no remedy"]
+    return rows, histories
+
+
+def _remedy_row(name: str, history: History) -> dict:
+    return {"remedy": name, "best_val": history.best["val_loss"], "best_step": history.best["iter"],
+            "final_val": history.final["val_loss"], "gap": history.final["gap"]}
+
+
+REMEDY_COLUMNS = ("remedy", "best_val", "best_step", "final_val", "gap")

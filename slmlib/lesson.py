@@ -60,8 +60,8 @@ def describe(cfg: LevelConfig, data) -> str:
     return (f"Level {cfg.number} '{cfg.name}': {cfg.stories:,} training stories = {s['train_tokens']:,} tokens\n"
             f"Model: {cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}, vocabulary {s['vocab_size']:,}\n"
             f"Training: {cfg.max_iters:,} steps x {cfg.batch_size} windows x {cfg.block_size} tokens = "
-            f"{tokens_seen:,} tokens, i.e. each training token seen about "
-            f"{tokens_seen / s['train_tokens']:.1f} times")
+            f"{tokens_seen:,} tokens = {tokens_seen / s['train_tokens']:.1f} passes over the training text; "
+            f"learning rate {cfg.lr:g} (warm-up {cfg.warmup_iters} steps, then {cfg.lr_schedule} decay)")
 
 
 def verdict(gap: float) -> str:
@@ -99,3 +99,49 @@ def summarize(history, floor: float | None = None) -> str:
     lines.append(f"verdict: {verdict(f['gap'])}")
     lines.append(f"trained in {history.seconds:.1f} s; saved to {history.path}")
     return "\n".join(lines)
+
+
+def recital_line(result: dict) -> str:
+    """The recital test in one sentence per side."""
+    n = result["continue_words"]
+    parts = [f"{side:>6} stories: {r['matched_words']:5.2f} of the next {n} words right on average, "
+             f"{r['exact_share']:.0%} recited word for word ({r['stories']} stories)"
+             for side, r in (("train", result["train"]), ("unseen", result["unseen"]))]
+    return "\n".join(parts) + f"\nratio train/unseen: {result['ratio']:g}x"
+
+
+def _recital_cell(example: dict) -> str:
+    from html import escape
+
+    words = []
+    for i, w in enumerate(example["generated"]):
+        right = i < example["matched"]
+        style = "background:#c8f7c5" if right else "color:#999"
+        words.append(f'<span style="{style}">{escape(w)}</span>')
+    return (f'<p style="margin:0"><i>{escape(example["prompt"][-160:])}</i></p>'
+            f'<p style="margin:4px 0"><b>real:</b> {escape(" ".join(example["real"]))}</p>'
+            f'<p style="margin:0"><b>model:</b> {" ".join(words)}</p>'
+            f'<p style="margin:2px 0;font-size:90%">{example["matched"]} of {len(example["real"])} words right</p>')
+
+
+def show_recital(result: dict, index: int = 0):
+    """A training story and an unseen one side by side: the real words and the model's.
+
+    Green words are right (up to the first mistake); grey ones come after it.
+    """
+    from IPython.display import HTML
+
+    cells = "".join(
+        f'<td style="vertical-align:top;width:50%;padding:6px;text-align:left">'
+        f'<b>{title}</b><br>{_recital_cell(result[side]["examples"][index])}</td>'
+        for side, title in (("train", "a story it trained on"), ("unseen", "a story it never saw")))
+    return HTML(f'<table style="border-collapse:collapse;width:100%"><tr>{cells}</tr></table>')
+
+
+def copy_line(copied: dict, chance: dict) -> str:
+    """How much a sample copies from training, next to what a brand-new story shares by chance."""
+    key = next(k for k in copied if k.startswith("copied_"))
+    excess = copied[key] - chance[key]
+    return (f"   -> {copied[key]:.0%} of its 8-word phrases appear in training "
+            f"(chance: {chance[key]:.0%}, so {excess:+.0%} over chance); "
+            f"longest copied run {copied['longest_copied_words']} words (chance: {chance['longest_copied_words']})")

@@ -15,7 +15,7 @@ import re
 import statistics
 from collections.abc import Iterable, Sequence
 
-from .data import words_of
+from .data import fresh_stories, words_of
 from .generation import generate_text
 
 
@@ -59,6 +59,19 @@ def memorization(generated: str, training: TrainingText) -> dict:
     return {"longest_copied_words": longest,
             f"copied_{training.n}gram_share": round(copied / len(grams), 4) if grams else 0.0,
             "words": len(words)}
+
+
+def chance_copying(training: TrainingText, n: int = 20, seed: int = 99) -> dict:
+    """What brand-new stories from the generator share with the training stories by chance.
+
+    The baseline for every copy count: stories from one generator share phrases ("Once upon a
+    time, there was a little") without anyone copying anything.
+    """
+    mem = [memorization(s.text, training) for s in fresh_stories(n, seed)]
+    key = f"copied_{training.n}gram_share"
+    return {key: round(statistics.mean(m[key] for m in mem), 4),
+            "longest_copied_words": round(statistics.median(m["longest_copied_words"] for m in mem)),
+            "stories": n}
 
 
 def distinct_n(texts: Iterable[str], n: int = 2) -> float:
@@ -117,7 +130,7 @@ def recital(model, vocab, train_texts: Sequence[str], unseen_texts: Sequence[str
             spans = list(re.finditer(r"\S+", text))
             prompt = text[: spans[prompt_words - 1].end()]  # the story's own spacing and line breaks
             real = [m.group() for m in spans[prompt_words: prompt_words + continue_words]]
-            out = generate_text(model, vocab, prompt, max_new_tokens=3 * continue_words,
+            out = generate_text(model, vocab, prompt, max_new_tokens=2 * continue_words,
                                 temperature=0, seed=None)
             generated = out[len(prompt):].split()[:continue_words]
             examples.append({"prompt": prompt, "real": real, "generated": generated,

@@ -116,6 +116,11 @@ def plot_next_token_probs(tokens: Sequence[str], probs: Sequence[float], title: 
     return ax
 
 
+def close_figure(fig) -> None:
+    """Forget a figure that was only saved, so a notebook does not show it a second time."""
+    plt.close(fig)
+
+
 def _finish(fig, path):
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -161,5 +166,24 @@ def plot_sweep(result: Mapping, path: str | Path | None = None):
     ax.legend(fontsize=8)
     for a in axes:
         a.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+def plot_val_curves(histories: Mapping[str, object], floor: float | None = None, title: str = "",
+                    path: str | Path | None = None):
+    """Validation curves of several runs on one axes (e.g. the remedies for overfitting)."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, history in histories.items():
+        line, = ax.plot(history.iters, history.val_loss, label=name, linewidth=2)
+        best = history.best
+        ax.plot([best["iter"]], [best["val_loss"]], marker="v", color=line.get_color(), markersize=8)
+    if floor is not None:
+        ax.axhline(floor, label=f"entropy floor {floor:.2f}", **FLOOR_STYLE)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("validation loss (nats per token)")
+    ax.set_title(title or "Validation loss (▼ = lowest point of each run)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return _finish(fig, path)

@@ -24,7 +24,7 @@ from .paths import OUTPUTS_DIR, atomic_write
 SWEEP_STORIES = (100, 300, 1000, 3000, 10000)
 SWEEP_SEEDS = (1, 2, 3)
 # ultra_tiny's architecture and a budget small enough for 15 runs in about two minutes.
-SWEEP_CONFIG = LEVELS["ultra_tiny"].replace(name="sweep", number=0, max_iters=250, eval_interval=25,
+SWEEP_CONFIG = LEVELS["ultra_tiny"].replace(name="sweep", max_iters=250, eval_interval=25,
                                             eval_windows=64, warmup_iters=20)
 
 
@@ -33,7 +33,7 @@ def sweep_config(stories: int, seed: int, base: LevelConfig = SWEEP_CONFIG) -> L
 
 
 def _run_one(cfg: LevelConfig, threads: int | None) -> dict:
-    """Train one point of the sweep (in a worker process when jobs > 1) and summarise it."""
+    """Train one run without saving it (in a worker process when jobs > 1): its history."""
     import torch
 
     from .data import load_data
@@ -43,13 +43,44 @@ def _run_one(cfg: LevelConfig, threads: int | None) -> dict:
         torch.set_num_threads(threads)
     data = load_data(cfg)
     history = train(cfg, data=data, save=False, progress=False, device="cpu")
-    tokens_seen = cfg.max_iters * cfg.tokens_per_batch
-    train_tokens = int(data.train.numel())
-    return {"stories": cfg.stories, "seed": cfg.seed, "train_tokens": train_tokens,
-            "passes": round(tokens_seen / train_tokens, 2),
-            "best_val": history.best["val_loss"], "best_step": history.best["iter"],
-            "final_val": history.final["val_loss"], "final_train": history.final["train_loss"],
-            "gap": history.final["gap"], "floor": data.floor.get("val"), "seconds": round(history.seconds, 1)}
+    return {**history.to_dict(), "train_tokens": int(data.train.numel()), "floor": data.floor.get("val")}
+
+
+def train_many(configs: Sequence[LevelConfig], jobs: int = 2, progress: bool = True,
+               desc: str = "runs") -> list[dict]:
+    """Train several small runs (not saved) and return their histories as dicts, in order.
+
+    jobs: runs in parallel, one thread each. These models are too small to keep two threads
+    busy, so two single-threaded runs side by side finish sooner than one after the other.
+    """
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(configs), desc=desc, unit="run")
+    results = []
+    if jobs > 1 and len(configs) > 1:
+        with ProcessPoolExecutor(min(jobs, len(configs)), mp_context=get_context("spawn")) as pool:
+            for result in pool.map(_run_one, configs, [1] * len(configs)):
+                results.append(result)
+                bar is not None and bar.update(1)
+    else:
+        for cfg in configs:
+            results.append(_run_one(cfg, None))
+            bar is not None and bar.update(1)
+    if bar is not None:
+        bar.close()
+    return results
+
+
+def _sweep_row(run: dict) -> dict:
+    cfg = run["config"]
+    tokens_seen = cfg["max_iters"] * cfg["batch_size"] * cfg["block_size"]
+    return {"stories": cfg["stories"], "seed": cfg["seed"], "train_tokens": run["train_tokens"],
+            "passes": round(tokens_seen / run["train_tokens"], 2),
+            "best_val": run["best"]["val_loss"], "best_step": run["best"]["iter"],
+            "final_val": run["final"]["val_loss"], "final_train": run["final"]["train_loss"],
+            "gap": run["final"]["gap"], "floor": run["floor"], "seconds": round(run["seconds"], 1)}
 
 
 def data_sweep(stories: Sequence[int] = SWEEP_STORIES, seeds: Sequence[int] = SWEEP_SEEDS,
@@ -57,37 +88,19 @@ def data_sweep(stories: Sequence[int] = SWEEP_STORIES, seeds: Sequence[int] = SW
                out_dir: str | Path | None = OUTPUTS_DIR) -> dict:
     """Train the fixed model on each story count with each seed; fit the scaling law.
 
-    jobs: runs in parallel, one thread each (these models are too small to use two threads
-    well, so two single-threaded runs get more done on two cores than one after the other).
     Writes outputs/data_sweep.json and outputs/data_sweep.png when out_dir is given.
     """
     configs = [sweep_config(n, s, base) for n in stories for s in seeds]
-    rows = []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(configs), desc="data sweep", unit="run")
-    if jobs > 1:
-        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-            for row in pool.map(_run_one, configs, [1] * len(configs)):
-                rows.append(row)
-                bar is not None and bar.update(1)
-    else:
-        for cfg in configs:
-            rows.append(_run_one(cfg, None))
-            bar is not None and bar.update(1)
-    if bar is not None:
-        bar.close()
+    rows = [_sweep_row(run) for run in train_many(configs, jobs, progress, desc="data sweep")]
     floor = rows[0]["floor"]
     result = {"config": base.to_dict(), "rows": rows, "summary": summarise(rows),
               "fit": fit_scaling_law(rows, floor), "floor": floor}
     if out_dir is not None:
-        from .plots import plot_sweep
+        from .plots import close_figure, plot_sweep
 
         atomic_write(Path(out_dir) / "data_sweep.json",
                      lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2) + "\n"))
-        plot_sweep(result, Path(out_dir) / "data_sweep.png")
+        close_figure(plot_sweep(result, Path(out_dir) / "data_sweep.png"))
     return result
 
 
@@ -130,7 +143,10 @@ def fit_scaling_law(rows: Sequence[dict], floor: float, target: float = 0.1) -> 
     betas = [p["beta"] for p in per_seed]
     beta = statistics.mean(betas)
     B = math.exp(statistics.mean(math.log(p["B"]) for p in per_seed))
-    needed = (B / target) ** (1 / beta) if beta > 0 else float("inf")
+    try:  # a nearly flat line extrapolates to astronomically many stories
+        needed = math.exp(math.log(B / target) / beta) if beta > 0 and B > target else float("inf")
+    except OverflowError:
+        needed = float("inf")
     return {"beta": round(beta, 3), "beta_sd": round(statistics.stdev(betas), 3) if len(betas) > 1 else 0.0,
             "B": round(B, 3), "per_seed": per_seed, "target_above_floor": target,
-            "stories_for_target": round(needed) if math.isfinite(needed) else None}
+            "stories_for_target": round(needed) if math.isfinite(needed) and needed < 1e15 else None}
