@@ -15,9 +15,8 @@ from .paths import MODELS_DIR, OUTPUTS_DIR
 INTERRUPTED = 130  # the shell's exit status for Ctrl-C: scripts and make see that the run stopped early
 
 
-
 def cmd_train(args) -> int | None:
-    from .checkpoint import default_path, resume_path_for
+    from .checkpoint import default_path, model_path, resume_path_for
     from .experiments import LADDER_COLUMNS, format_table, resolve_levels, train_ladder
     from .train import train
 
@@ -25,12 +24,13 @@ def cmd_train(args) -> int | None:
     if args.resume:
         for cfg in resolve_levels(args.level):
             cfg = cfg.replace(**overrides)
-            resume = resume_path_for(default_path(cfg, args.out))
+            out = default_path(cfg, args.out) if args.force else model_path(cfg, args.out)
+            resume = resume_path_for(out)
             if not resume.is_file():
                 raise UsageError(f"nothing to resume for {cfg.name}: {resume} does not exist")
-            history = train(cfg, device=args.device, resume=resume, out=default_path(cfg, args.out))
+            history = train(cfg, device=args.device, resume=resume, out=out, overwrite=args.force)
             if history.status != "completed":
-                return _stopped(cfg.name, history.status)
+                return _stopped(cfg.name, history.status, args)
             print(f"{cfg.name}: {history.status}, final {history.final}")
         return
     levels = resolve_levels(args.level)
@@ -38,17 +38,22 @@ def cmd_train(args) -> int | None:
         from .config import seed_settings
 
         levels = [seed_settings(cfg) for cfg in levels]
-    results = train_ladder(levels, models_dir=args.out, out_dir=args.results, device=args.device, **overrides)
+    results = train_ladder(levels, models_dir=args.out, out_dir=args.results, device=args.device,
+                           overwrite=args.force, **overrides)
     if results:
         print(format_table(results, LADDER_COLUMNS))
         print(f"\nmodels in {args.out}; curves and results in {args.results}")
     if len(results) < len(levels):  # train_ladder stops at the first level that did not complete (Ctrl-C)
-        return _stopped(levels[len(results)].name, "interrupted")
+        return _stopped(levels[len(results)].name, "interrupted", args)
 
 
-def _stopped(level: str, status: str) -> int:
-    print(f"training of {level} {status}; nothing else was trained (see above for how to resume)",
-          file=sys.stderr)
+def _stopped(level: str, status: str, args) -> int:
+    """Say what stopped and the exact command that continues it (with the same settings)."""
+    same = "".join(f" {flag} {value}" for flag, value in (("--max-iters", args.max_iters), ("--out", args.out))
+                   if value is not None and not (flag == "--out" and Path(value) == MODELS_DIR))
+    same += " --force" if args.force else ""
+    print(f"training of {level} {status}; nothing else was trained. Continue it with:\n"
+          f"  python -m slmlib train --level {level} --resume{same}", file=sys.stderr)
     return INTERRUPTED
 
 
@@ -111,7 +116,7 @@ def cmd_data(args) -> None:
 def cmd_course(args) -> None:
     from .course import run_course
 
-    if not run_course(smoke=args.smoke, only=args.only, out_dir=args.out):
+    if not run_course(smoke=args.smoke, only=args.only, out_dir=args.out, fresh=args.fresh):
         sys.exit(1)
 
 
@@ -208,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-iters", type=whole_number(1), help="override the number of training steps (quick tries)")
     t.add_argument("--device", type=device_name, default="auto", help="auto (GPU if present), cpu, cuda or mps")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run of this level")
+    t.add_argument("--force", action="store_true",
+                   help="save a run with other settings as the level's own model (the old one is kept "
+                        "as .previous.pt); without it such runs go to models/experiments/")
     t.add_argument("--seed-settings", action="store_true",
                    help="the seed project's settings (batch 4, lr 1e-3, 200-2000 steps): shows underfitting")
     t.add_argument("--results", type=folder, default=OUTPUTS_DIR, help="folder for curves and ladder_results.json")
@@ -241,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("course", help="run every lesson notebook with papermill (what `make course` does)")
     c.add_argument("--smoke", action="store_true", help="tiny settings: checks the notebooks run, in about a minute")
     c.add_argument("--only", nargs="+", help="run only notebooks whose names contain these strings")
+    c.add_argument("--fresh", action="store_true",
+                   help="rerun every lesson, even those an interrupted earlier run already finished")
     c.add_argument("--out", type=folder, default=OUTPUTS_DIR / "executed")
     c.set_defaults(func=cmd_course)
 

@@ -1,12 +1,13 @@
 """Run the lesson notebooks end to end with papermill (what `make course` does)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .paths import OUTPUTS_DIR, ROOT
+from .paths import OUTPUTS_DIR, ROOT, atomic_write
 
 NOTEBOOKS_DIR = ROOT / "notebooks"
 KERNEL_NAME = "slm-course"
@@ -28,26 +29,74 @@ def kernel_name() -> str:
 
 def run_notebook(path: Path, out_path: Path, parameters: dict, timeout: int | None = None,
                  cwd: Path | None = None) -> dict:
-    """Execute one notebook; returns {notebook, seconds, status, error}."""
+    """Execute one notebook; returns {notebook, seconds, status, error}.
+
+    papermill writes its copy as it goes; it writes to a temp file here and the copy appears
+    under its name only when the run ends, so a Ctrl-C never leaves a half-run notebook that
+    looks finished. A failed run is kept too, with the traceback in its failing cell.
+    """
     import papermill as pm
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_path.with_name(f".{out_path.stem}.running.ipynb")
     start = time.perf_counter()
     row = {"notebook": path.name, "status": "ok", "error": ""}
     try:
-        pm.execute_notebook(str(path), str(out_path), parameters=parameters, kernel_name=kernel_name(),
+        pm.execute_notebook(str(path), str(partial), parameters=parameters, kernel_name=kernel_name(),
                             cwd=str(cwd or path.parent), progress_bar=False, execution_timeout=timeout)
     except pm.PapermillExecutionError as e:
         row.update(status="failed", error=f"cell {e.exec_count}: {e.ename}: {e.evalue}")
     except Exception as e:  # kernel died, bad parameters, unreadable notebook...
         row.update(status="failed", error=f"{type(e).__name__}: {e}")
+    except KeyboardInterrupt:
+        partial.unlink(missing_ok=True)
+        raise
+    if partial.exists():
+        partial.replace(out_path)
     row["seconds"] = round(time.perf_counter() - start, 1)
     return row
 
 
+STATE_FILE = "course_state.json"
+
+
+def _fingerprint(path: Path, parameters: dict) -> str:
+    """What a lesson's result depends on: its source, the library's code, its parameters."""
+    h = hashlib.sha256(path.read_bytes())
+    for source in sorted((ROOT / "slmlib").glob("*.py")):
+        h.update(source.read_bytes())
+    h.update(json.dumps(parameters, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _models_still_there(path: Path, smoke: bool) -> bool:
+    """A lesson that trains a level is only skipped while the model it saved is still there."""
+    from .checkpoint import model_path
+    from .config import LEVELS
+    from .lesson import level_config
+
+    level = next((name for name in LEVELS if path.stem.endswith(f"_{name}")), None)
+    return level is None or model_path(level_config(level, smoke=smoke)).is_file()
+
+
+def _read_state(out_dir: Path) -> dict:
+    try:
+        return json.loads((out_dir / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_state(out_dir: Path, state: dict) -> None:
+    atomic_write(out_dir / STATE_FILE, lambda tmp: Path(tmp).write_text(json.dumps(state, indent=2)))
+
+
 def run_course(smoke: bool = False, only: Sequence[str] | None = None,
-               out_dir: Path = OUTPUTS_DIR / "executed") -> bool:
-    """Run the lessons in order, stop at the first failure, print a summary. True if all passed."""
+               out_dir: Path = OUTPUTS_DIR / "executed", fresh: bool = False) -> bool:
+    """Run the lessons in order, stop at the first failure, print a summary. True if all passed.
+
+    After an interruption, a rerun skips the lessons that already finished from the same
+    notebook, library code and parameters (and says so); fresh=True reruns them all.
+    """
     from .experiments import LADDER_COLUMNS
     from .tables import format_table
 
@@ -59,10 +108,24 @@ def run_course(smoke: bool = False, only: Sequence[str] | None = None,
     print(f"Running {len(lessons)} lessons with papermill, {mode}, kernel {kernel_name()!r}.")
     print(f"Executed copies go to {out_dir}/. Models are retrained by lessons 03-07, then loaded by the rest.\n")
     rows, start = [], time.perf_counter()
+    out_dir = Path(out_dir)
+    state = {} if fresh else _read_state(out_dir)
+    chain_intact = True  # a lesson is only skipped if every lesson before it was too (they build on each other)
     for i, path in enumerate(lessons, 1):
+        params = {"smoke": smoke}
+        key = _fingerprint(path, params)
+        if (chain_intact and state.get(path.name) == key and (out_dir / path.name).is_file()
+                and _models_still_there(path, smoke)):
+            print(f"[{i}/{len(lessons)}] {path.name}: skipped, it already ran to the end from the same "
+                  "notebook, code and settings (`python -m slmlib course --fresh` reruns everything)", flush=True)
+            rows.append({"notebook": path.name, "status": "ok", "error": "", "seconds": 0.0, "skipped": True})
+            continue
+        chain_intact = False
         print(f"[{i}/{len(lessons)}] {path.name} ...", flush=True)
-        row = run_notebook(path, Path(out_dir) / path.name, {"smoke": smoke})
+        row = run_notebook(path, out_dir / path.name, params)
         rows.append(row)
+        state[path.name] = key if row["status"] == "ok" else None
+        _write_state(out_dir, state)
         print(f"      {row['status']} in {row['seconds']:.1f} s", flush=True)
         if row["status"] != "ok":
             print(f"\nSTOPPED: {path.name} failed at {row['error']}\n"
