@@ -29,6 +29,7 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -237,9 +238,10 @@ def read_submission(path: Path) -> tuple:
 
 
 def run_submission(path: Path, graded_path: Path, timeout: int, env: dict, smoke: bool = True,
-                   memory_mb: int = 0) -> tuple:
+                   memory_mb: int = 0, kernel_log: Path | None = None) -> tuple:
     """Execute one notebook in its folder with a kernel of its own, errors allowed.
 
+    kernel_log: where the kernel's own messages go (not the notebook's output), instead of the terminal.
     -> (executed nb or None, the student's problem or "", the grader's problem or "").
     """
     nb, problem = read_submission(path)
@@ -275,21 +277,32 @@ def run_submission(path: Path, graded_path: Path, timeout: int, env: dict, smoke
                             resources={"metadata": {"path": str(path.parent)}})
     launch = {"preexec_fn": _memory_cap(memory_mb)} if memory_mb and sys.platform.startswith("linux") else {}
     error = grader_error = ""
-    try:
-        client.execute(env=env, **launch)
-    except CellTimeoutError:
-        error = f"timed out: cell {running['cell']} still running after {timeout} s"
-    except DeadKernelError:
-        error = (f"the kernel died in cell {running['cell']} (the code crashed it, called os._exit, or used "
-                 "more memory than the system could give)")
-    except Exception as e:  # the kernel would not start, ...: not the student's doing unless a cell ran
-        if running["cell"] is None:
-            grader_error = f"the kernel did not start ({_first_line(e)})"
-        else:
-            error = f"the kernel failed in cell {running['cell']} ({_first_line(e)})"
+    with open(kernel_log or os.devnull, "wb") as log:
+        try:
+            client.execute(env=env, stdout=log, stderr=log, **launch)
+        except CellTimeoutError:
+            error = f"timed out: cell {running['cell']} still running after {timeout} s"
+        except DeadKernelError:
+            error = (f"the kernel died in cell {running['cell']} (the code crashed it, called os._exit, or used "
+                     "more memory than the system could give)" + _last_words(kernel_log))
+        except Exception as e:  # the kernel would not start, ...: not the student's doing unless a cell ran
+            if running["cell"] is None:
+                grader_error = f"the kernel did not start ({_first_line(e)}){_last_words(kernel_log)}"
+            else:
+                error = f"the kernel failed in cell {running['cell']} ({_first_line(e)})"
     graded_path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, graded_path)
     return nb, error, grader_error
+
+
+def _last_words(kernel_log: Path | None) -> str:
+    """The kernel's last message before it died ("Fatal Python error: ..."), if it left one."""
+    try:
+        lines = [ln.strip() for ln in kernel_log.read_text(errors="replace").splitlines() if ln.strip()]
+    except (OSError, AttributeError):
+        return ""
+    lines = [ln for ln in lines if "Kernel is running over TCP" not in ln]  # jupyter_client's usual warning
+    return f"; its last message: {ANSI.sub('', lines[-1])[:200]}" if lines else ""
 
 
 def first_error(nb, memory_mb: int = 0) -> str:
@@ -305,10 +318,11 @@ def first_error(nb, memory_mb: int = 0) -> str:
 
 
 def grade_notebook(student: str, path: Path, graded_path: Path, timeout: int, env: dict,
-                   smoke: bool = True, exercises_dir: Path = EXERCISES_DIR, memory_mb: int = 0) -> dict:
+                   smoke: bool = True, exercises_dir: Path = EXERCISES_DIR, memory_mb: int = 0,
+                   kernel_log: Path | None = None) -> dict:
     """One row of the grade table for one notebook (run where it is: give it a copy)."""
     start = time.perf_counter()
-    nb, error, grader_error = run_submission(path, graded_path, timeout, env, smoke, memory_mb)
+    nb, error, grader_error = run_submission(path, graded_path, timeout, env, smoke, memory_mb, kernel_log)
     exercise = (nb.metadata.get("slm_course", {}).get("exercise") if nb else None) or path.stem
     reference_path = Path(exercises_dir) / f"{exercise}.ipynb"
     reference = check_sources(nbformat.read(reference_path, as_version=4)) if reference_path.is_file() else None
@@ -344,9 +358,13 @@ def _kernel_env(scratch: Path, student: str, smoke: bool) -> dict:
     return env
 
 
-def grade_one(sub: Submission, graded_path: Path, scratch: Path, timeout: int, smoke: bool,
+def grade_one(sub: Submission, graded_dir: Path, scratch: Path, timeout: int, smoke: bool,
               exercises_dir: Path, memory_mb: int) -> dict:
-    """Grade one submission in a fresh copy of it (the handed-in files are never run in place)."""
+    """Grade one submission in a fresh copy of it (the handed-in files are never run in place).
+
+    The executed copy goes to graded_dir, laid out as the student's folder (or student/notebook).
+    """
+    graded_path = graded_dir / (sub.name if sub.copy.is_dir() else f"{sub.student}/{sub.path.name}")
     work = Path(tempfile.mkdtemp(prefix="work-", dir=scratch))
     try:
         if sub.copy.is_dir():
@@ -357,13 +375,14 @@ def grade_one(sub: Submission, graded_path: Path, scratch: Path, timeout: int, s
             shutil.copy2(sub.path, path)
         before = _files_in(work)
         row = grade_notebook(sub.student, path, graded_path, timeout, _kernel_env(scratch, sub.student, smoke),
-                             smoke, exercises_dir, memory_mb)
+                             smoke, exercises_dir, memory_mb, kernel_log=work.with_suffix(".log"))
         deleted = len(before - _files_in(work))
         if deleted:
             row["error"] = "; ".join(filter(None, [row["error"], f"deleted {deleted} file(s) in its working folder "
                                                    "(a copy: the submission is intact)"]))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        work.with_suffix(".log").unlink(missing_ok=True)
     return {**row, "notebook": sub.name, "sha256": sub.sha256}
 
 
@@ -459,8 +478,6 @@ def grade_submissions(submissions: Path, out: Path = Path("grades.csv"), timeout
     executed copies in `graded/` beside it. The submitted files are never run in place nor modified.
     A rerun keeps the rows of notebooks that are unchanged since they were graded.
     """
-    from tqdm.auto import tqdm
-
     out = Path(out)
     if jobs < 1 or timeout < 1 or memory_mb < 0:
         raise UsageError(f"jobs and timeout must be >= 1 and memory_mb >= 0 (got {jobs}, {timeout}, {memory_mb})")
@@ -476,66 +493,83 @@ def grade_submissions(submissions: Path, out: Path = Path("grades.csv"), timeout
     if memory_mb and not sys.platform.startswith("linux"):
         print(f"note: the {memory_mb} MB memory cap per kernel works on Linux only; not applied here")
 
-    def in_order() -> list[dict]:
-        return [rows[s.name] for s in subs if s.name in rows]
+    def record(sub: Submission | None = None, row: dict | None = None) -> list[dict]:
+        if sub is not None:
+            rows[sub.name] = row
+        table = [rows[s.name] for s in subs if s.name in rows]
+        _write_results(out, table, timeout, smoke)
+        return table
 
-    todo = [s for s in subs if s.name not in rows]
+    record()
+    try:
+        failed = _grade_all([s for s in subs if s.name not in rows], jobs, record,
+                            functools.partial(grade_one, graded_dir=graded_dir, timeout=timeout, smoke=smoke,
+                                              exercises_dir=Path(exercises_dir), memory_mb=memory_mb))
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {len(record())} of {len(subs)} notebook(s) graded and kept in {out}; "
+              "run the same command again to grade the rest", file=sys.stderr)
+        raise
+    table = record()
+    print(f"graded {len(table)} notebook(s): {out}, {out.with_suffix('.md')}, executed copies in {graded_dir}/")
+    if failed:
+        raise GradingError(f"could not grade {len(failed)} notebook(s), not the students' doing "
+                           f"(run the same command again to retry them): {'; '.join(failed[:3])}")
+    return table
+
+
+def _grade_all(todo: list[Submission], jobs: int, record, grade) -> list[str]:
+    """Grade `todo` and record each row as it comes; -> the grader's own failures ("notebook: why")."""
+    from tqdm.auto import tqdm
+
     failed = []
-    _write_results(out, in_order(), timeout, smoke)
     with tempfile.TemporaryDirectory(prefix="slm-grade-", ignore_cleanup_errors=True) as scratch:
+        grade = functools.partial(grade, scratch=Path(scratch))
         for sub in [s for s in todo if read_submission(s.path)[1]]:  # no code to run: graded here, at once
-            rows[sub.name] = grade_one(sub, graded_dir / _graded_name(sub), Path(scratch), timeout, smoke,
-                                       Path(exercises_dir), memory_mb)
-            rows[sub.name].pop("grader_error")
+            record(sub, {k: v for k, v in grade(sub).items() if k != "grader_error"})
             todo.remove(sub)
-        _write_results(out, in_order(), timeout, smoke)
-        pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_start_worker) if todo else None
-        bar = tqdm(total=len(todo), desc="grading", unit="notebook")
-        try:
-            futures = {pool.submit(grade_one, s, graded_dir / _graded_name(s), Path(scratch), timeout,
-                                   smoke, Path(exercises_dir), memory_mb): s for s in todo}
+        if not todo:
+            return failed
+        with _worker_pool(min(jobs, len(todo))) as pool, tqdm(total=len(todo), desc="grading", unit="notebook") as bar:
+            futures = {pool.submit(grade, sub): sub for sub in todo}
             for future in as_completed(futures):
                 sub = futures[future]
                 try:
                     row = future.result()
                 except BrokenProcessPool:  # also when a script calls this without `if __name__ == "__main__":`
-                    raise GradingError(f"a grading process died (out of memory?); the {len(in_order())} notebook(s) "
-                                       f"graded so far are in {out}: run the same command again for the rest") from None
+                    raise GradingError(f"a grading process died (out of memory?); the notebooks graded so far "
+                                       "are kept: run the same command again for the rest") from None
                 except Exception as e:  # a fault of the grader, not of the notebook: report it, grade the rest
                     row = {"grader_error": _first_line(e)}
                 grader_error = row.pop("grader_error", "")
                 if grader_error:
                     failed.append(f"{sub.name}: {grader_error}")
                 else:
-                    rows[sub.name] = row
-                    _write_results(out, in_order(), timeout, smoke)
+                    record(sub, row)
                 bar.update()
                 bar.set_postfix_str(f"{sub.name}: {row.get('passed', '?')}/{row.get('total', '?')}")
-        except KeyboardInterrupt:
-            _stop_workers(pool)
-            print(f"\ninterrupted: {len(in_order())} of {len(subs)} notebook(s) graded and kept in {out}; "
-                  "run the same command again to grade the rest", file=sys.stderr)
-            raise
-        finally:
-            bar.close()
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
-    print(f"graded {len(in_order())} notebook(s): {out}, {out.with_suffix('.md')}, executed copies in {graded_dir}/")
-    if failed:
-        raise GradingError(f"could not grade {len(failed)} notebook(s), not the students' doing "
-                           f"(run the same command again to retry them): {'; '.join(failed[:3])}")
-    return in_order()
+    return failed
 
 
-def _graded_name(sub: Submission) -> str:
-    """Where the executed copy goes under graded/: the student's folder layout, or student/notebook."""
-    return sub.name if sub.copy.is_dir() else f"{sub.student}/{sub.path.name}"
+@contextmanager
+def _worker_pool(workers: int):
+    """Worker processes for grading; on Ctrl-C they are killed at once, and each kernel, seeing its
+    parent gone, exits within a second (ipykernel's parent poller)."""
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_worker)
+    try:
+        yield pool
+    except KeyboardInterrupt:
+        import psutil  # (ipykernel's own dependency)
 
-
-def _stop_workers(pool) -> None:
-    """Kill the workers at once; each kernel notices its parent is gone and exits within a second."""
-    if pool is None:
-        return
-    for process in list(getattr(pool, "_processes", {}).values()):  # no public way before Python 3.14
-        process.kill()
+        workers = list(getattr(pool, "_processes", {}).values())  # no public way before Python 3.14
+        kernels = []
+        for worker in workers:
+            with suppress(psutil.Error):
+                kernels += psutil.Process(worker.pid).children(recursive=True)
+        for process in [*workers, *kernels]:  # at once: the scratch folders go next
+            with suppress(psutil.Error, OSError):
+                process.kill()
+        psutil.wait_procs(kernels, timeout=5)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
