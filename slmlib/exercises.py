@@ -552,8 +552,7 @@ def _grade_all(todo: list[Submission], jobs: int, record, grade) -> list[str]:
 
 @contextmanager
 def _worker_pool(workers: int):
-    """Worker processes for grading; on Ctrl-C they are killed at once, and each kernel, seeing its
-    parent gone, exits within a second (ipykernel's parent poller)."""
+    """Worker processes for grading; on Ctrl-C the workers and their kernels are killed at once."""
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_start_worker)
     try:
@@ -561,12 +560,12 @@ def _worker_pool(workers: int):
     except KeyboardInterrupt:
         import psutil  # (ipykernel's own dependency)
 
-        workers = list(getattr(pool, "_processes", {}).values())  # no public way before Python 3.14
+        processes = list(getattr(pool, "_processes", {}).values())  # no public way before Python 3.14
         kernels = []
-        for worker in workers:
+        for worker in processes:
             with suppress(psutil.Error):
                 kernels += psutil.Process(worker.pid).children(recursive=True)
-        for process in [*workers, *kernels]:  # at once: the scratch folders go next
+        for process in [*processes, *kernels]:  # at once: the scratch folders go next
             with suppress(psutil.Error, OSError):
                 process.kill()
         psutil.wait_procs(kernels, timeout=5)
