@@ -57,7 +57,7 @@ def test_bad_papermill_parameters_fail_clearly(tmp_path):
     row = run_notebook(lesson, tmp_path / "a.ipynb", {"smoke": True, "level": "huge"})
     assert row["status"] == "failed" and "unknown level 'huge'; valid levels" in row["error"]
     row = run_notebook(lesson, tmp_path / "b.ipynb", {"smoke": True, "max_iters": "ten"})
-    assert "max_iters must be a positive integer" in row["error"]
+    assert "max_iters must be a whole number" in row["error"]
     row = run_notebook(lesson, tmp_path / "c.ipynb", {"smoke": "yes"})
     assert "smoke must be True or False" in row["error"]
 
@@ -67,3 +67,17 @@ def test_comparison_before_training_says_what_to_run(tmp_path, monkeypatch):
     row = run_notebook(NOTEBOOKS_DIR / "08_compare_levels.ipynb", tmp_path / "08.ipynb", {"smoke": True})
     assert row["status"] == "failed"
     assert "03_ultra_tiny.ipynb" in row["error"] and "python -m slmlib train --level ultra_tiny" in row["error"]
+
+
+def test_a_students_quick_try_never_replaces_a_levels_model(tmp_path, monkeypatch):
+    """The papermill run from issue 14: lesson 03 pointed at medium with a few steps."""
+    models = tmp_path / "models"
+    monkeypatch.setenv("SLM_MODELS_DIR", str(models))
+    own = models / "model_medium_3000_stories.pt"
+    own.parent.mkdir()
+    own.write_bytes(b"medium's trained model")
+    row = run_notebook(NOTEBOOKS_DIR / "03_ultra_tiny.ipynb", tmp_path / "03.ipynb",
+                       {"smoke": True, "level": "medium", "max_iters": 3})
+    assert row["status"] == "ok", row["error"]
+    assert own.read_bytes() == b"medium's trained model"
+    assert len(list((models / "experiments").glob("model_medium_3000_stories__*max_iters=3*.pt"))) == 1
