@@ -357,6 +357,10 @@ def _index_entry(path: Path, config: LevelConfig, num_params: int, history: dict
             "train_tokens": data_stats.get("train_tokens"), "params": num_params,
             "train_loss": final.get("train_loss"), "val_loss": final.get("val_loss"),
             "gap": final.get("gap"), "seconds": history.get("seconds"),
+            "best_val": (history.get("best") or {}).get("val_loss"),
+            "best_step": (history.get("best") or {}).get("iter"),
+            # what differs from the level's own settings ({} for the level's own model)
+            "settings": {k: v for k, v in config.changed_settings().items() if k != "name"},
             "status": history.get("status"), "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 

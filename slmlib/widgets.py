@@ -25,15 +25,25 @@ LEVEL_ORDER = ("ultra_tiny", "tiny", "small", "medium", "large")
 
 
 def saved_models(models_dir: str | Path = MODELS_DIR) -> dict[str, Path]:
-    """Label -> checkpoint path for every finished model in the folder, smallest level first."""
+    """Label -> checkpoint path for every finished model in the folder, smallest level first.
+
+    The levels' own models come first under their plain names; experiments (other settings,
+    models/experiments/) are labelled with what they changed, so one never passes for the other.
+    """
     models_dir = Path(models_dir)
     entries = read_index(models_dir)["models"].values()
     rank = {name: i for i, name in enumerate(LEVEL_ORDER)}
-    found = {}
+    own, experiments = {}, {}
     for e in sorted(entries, key=lambda e: (rank.get(e["level"], 99), e["file"])):
-        if (models_dir / e["file"]).is_file():
-            found[f"{e['level']} ({e['stories']} stories)"] = models_dir / e["file"]
-    return found
+        if not (models_dir / e["file"]).is_file():
+            continue
+        changed = e.get("settings") or {}
+        if not changed and "/" not in e["file"]:
+            own[f"{e['level']} ({e['stories']} stories)"] = models_dir / e["file"]
+        else:
+            what = ", ".join(f"{k}={v}" for k, v in changed.items()) or Path(e["file"]).stem
+            experiments[f"{e['level']} experiment ({what})"] = models_dir / e["file"]
+    return {**own, **experiments}
 
 
 def figure_png(fig) -> bytes:
