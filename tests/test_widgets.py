@@ -20,7 +20,8 @@ def models_dir(tmp_path_factory):
 
 def test_generate_button_writes_text_starting_with_the_prompt(models_dir):
     pg = GenerationPlayground(models_dir)
-    assert list(saved_models(models_dir)) == ["tiny (20 stories)"]
+    labels = list(saved_models(models_dir))  # other settings than the level's: labelled as such
+    assert len(labels) == 1 and labels[0].startswith("tiny experiment (") and "stories=20" in labels[0]
     pg.prompt.value = "One day, Tom"
     pg.max_tokens.value = 10
     pg.generate_button.click()
