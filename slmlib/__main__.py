@@ -78,6 +78,38 @@ def cmd_generate(args) -> None:
                             args.temperature, args.top_k, args.seed))
 
 
+def cmd_score(args) -> None:
+    from .checkpoint import load_model
+    from .surprise import EmptyTextError, score_text, surprising_table, text_to_score
+    from .tables import format_table
+
+    if (args.level is None) == (args.checkpoint is None):
+        raise UsageError("give exactly one of --level NAME or --checkpoint PATH")
+    if (args.text is None) == (args.file is None):
+        raise UsageError('give exactly one of --text "..." or --file PATH')
+    text = args.text if args.file is None else text_to_score(args.file)
+    if not text.strip():
+        where = f"{args.file} is empty" if args.file is not None else "the text is empty"
+        raise EmptyTextError(f"{where}: give a few words (or a story) to score")
+    model, info = load_model(args.checkpoint, level=args.level)
+    surprise = score_text(model, info["vocab"], text, label=f"{info['config'].name} ({info['path'].name})")
+    print(surprise.summary())
+    print(f"\nThe {min(args.top, len(surprise.tokens))} most surprising tokens (loss in nats; "
+          "'after': the text just before the token):")
+    print(format_table(surprising_table(surprise, args.top),
+                       ["position", "token", "loss", "unknown", "after", "model_expected"]))
+    unknown = sorted({t.text for t in surprise.tokens if t.unknown})
+    if unknown:
+        print(f"\nNot in the model's vocabulary (it read them as <unk>): {', '.join(map(repr, unknown[:20]))}"
+              + (" ..." if len(unknown) > 20 else ""))
+    if args.html is not None:
+        from .data import write_atomic
+
+        write_atomic(args.html, f"<!doctype html><meta charset='utf-8'><title>token surprise</title>"
+                                f"<body style='font-family:sans-serif'>{surprise.to_html()}</body>\n")
+        print(f"\nwritten: {args.html} (open it in a browser: hover a token, click it for the guesses)")
+
+
 def cmd_info(args) -> None:
     from .checkpoint import read_index
     from .config import LEVELS
@@ -235,6 +267,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--top-k", type=whole_number(0), default=40, help="sample from the k likeliest tokens (0: all)")
     g.add_argument("--seed", type=int, default=0)
     g.set_defaults(func=cmd_generate)
+
+    sc = sub.add_parser("score", help="how surprised a saved model is by each token of a text")
+    sc.add_argument("--level", help="use the saved model of this level")
+    sc.add_argument("--checkpoint", type=Path, help="or a checkpoint file")
+    sc.add_argument("--text", help="the text to score")
+    sc.add_argument("--file", type=Path, help="or a UTF-8 text file (TinyStories format: scored story by story)")
+    sc.add_argument("--top", type=whole_number(1, 1000), default=10, help="how many of the most surprising tokens to list")
+    sc.add_argument("--html", type=Path, help="also write the coloured view to this HTML file")
+    sc.set_defaults(func=cmd_score)
 
     i = sub.add_parser("info", help="levels, data statistics and saved models")
     i.add_argument("--models", type=folder, default=MODELS_DIR)

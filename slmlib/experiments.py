@@ -13,8 +13,10 @@ from .generation import generate_text
 from .metrics import TrainingText, chance_copying, perplexity, text_quality
 from .paths import MODELS_DIR, OUTPUTS_DIR
 from .plots import close_figure, plot_gap_vs_data, plot_ladder_curves
+from .surprise import score_handwritten
 from .tables import format_table  # noqa: F401  (lessons import it from here too)
 from .history import History
+from .distributed import is_main_process
 from .train import evaluate_loss, train
 
 DEFAULT_PROMPTS = ("Once upon a time", "One day, a little girl named", "The dog was sad because")
@@ -74,7 +76,7 @@ def train_ladder(levels: str | Sequence = "all", models_dir: str | Path = MODELS
             break
         histories[cfg.name] = history
         results.append(level_result(history, history.model, history.data.stats()))
-    if results:
+    if results and is_main_process():  # under torchrun, rank 0 alone writes
         write_ladder_outputs(histories, results, out_dir, total_seconds=time.perf_counter() - start,
                              overrides=overrides)
     return results
@@ -139,6 +141,7 @@ def test_models(levels: str | Sequence = "all", models_dir: str | Path = MODELS_
         training = TrainingText(data.train_texts)
         chance = chance_copying(training)
         samples = {p: generate_text(model, vocab, p, max_new_tokens, seed=seed) for p in prompts}
+        handwritten = score_handwritten(model, vocab)  # stories a person wrote: beyond the generator's world
         final = info["history"].final
         rows.append({
             "level": config.name, "stories": config.stories, "params": model.num_params(),
@@ -147,6 +150,8 @@ def test_models(levels: str | Sequence = "all", models_dir: str | Path = MODELS_
             "new_stories_perplexity": round(perplexity(fresh_loss), 2),
             "test_floor": data.floor.get("test"), "new_stories_floor": round(fresh_floor, 4),
             "above_floor": round(fresh_loss - fresh_floor, 4),
+            "handwritten_loss": round(handwritten["loss"], 4),
+            "handwritten_unknown_share": round(handwritten["unknown_share"], 4),
             **text_quality(list(samples.values()), training),
             "chance_8gram_share": chance["copied_8gram_share"],
             "samples": samples,
@@ -163,7 +168,8 @@ def test_models(levels: str | Sequence = "all", models_dir: str | Path = MODELS_
 
 TEST_COLUMNS = ("level", "stories", "train_loss", "val_loss", "test_loss", "new_stories_loss",
                 "new_stories_floor", "above_floor", "longest_copied_words", "copied_8gram_share",
-                "chance_8gram_share", "distinct_2", "real_word_share")
+                "chance_8gram_share", "distinct_2", "real_word_share", "handwritten_loss",
+                "handwritten_unknown_share")
 
 
 REMEDIES = {"dropout 0.2": {"dropout": 0.2}, "weight decay 0.1": {"weight_decay": 0.1}}

@@ -1,4 +1,4 @@
-"""ipywidgets front ends: the generation playground of lesson 09.
+"""ipywidgets front ends: the generation playground and the token-surprise view of lesson 09.
 
 Every control is an attribute, so tests drive it without a browser:
 `pg.prompt.value = "Once"; pg.generate_button.click(); pg.text.value`.
@@ -20,6 +20,7 @@ from .errors import CourseError
 from .generation import generate_text, next_token_table
 from .paths import MODELS_DIR
 from .plots import plot_next_token_probs
+from .surprise import TextSurprise, score_text
 
 LEVEL_ORDER = ("ultra_tiny", "tiny", "small", "medium", "large")
 
@@ -150,3 +151,65 @@ class GenerationPlayground:
 def generation_playground(models_dir: str | Path = MODELS_DIR, prompt: str = "Once upon a time") -> GenerationPlayground:
     """The lesson-09 playground (display it by leaving it as the last line of a cell)."""
     return GenerationPlayground(models_dir, prompt)
+
+
+class SurpriseView:
+    """Pick a model, type a text, press Score: every token coloured by how surprised the model is.
+
+    Hover a token for its loss and the model's top guesses; click it to keep them open.
+    `view.text.value = "..."; view.score_button.click(); view.output.value` drives it from Python.
+    """
+
+    def __init__(self, models_dir: str | Path = MODELS_DIR, text: str = "Once upon a time, there was a little dog."):
+        self.models = saved_models(models_dir)
+        if not self.models:
+            raise CheckpointError(
+                f"no trained models in {models_dir}. Run lessons 03-07 first "
+                "(or `python -m slmlib train --level all`), then run this cell again.")
+        self._cache: dict[Path, tuple] = {}
+        style = {"description_width": "110px"}
+        self.model_picker = W.Dropdown(options=list(self.models), value=list(self.models)[0],
+                                       description="Model", style=style, layout=W.Layout(width="520px"))
+        self.text = W.Textarea(value=text, description="Text", style=style, placeholder="Type or paste a text",
+                               layout=W.Layout(width="720px", height="90px"))
+        self.score_button = W.Button(description="Score", button_style="primary", icon="search")
+        self.output = W.HTML(value="<i>Press Score.</i>", layout=W.Layout(width="940px", overflow="visible"))
+        self.last: TextSurprise | None = None
+        self.score_button.on_click(lambda _: self.score())
+        self.model_picker.observe(lambda _: self.score(), names="value")  # a new model: score again
+        self.widget = W.VBox([W.HTML("<b>Token surprise</b>"), self.model_picker, self.text,
+                              self.score_button, self.output], layout=W.Layout(overflow="visible"))
+
+    def _model(self):
+        path = self.models[self.model_picker.value]
+        if path not in self._cache:
+            self._cache[path] = load_model(path)
+        return self._cache[path]
+
+    def score(self) -> TextSurprise | None:
+        """Score the text under the chosen model; the coloured text (or the problem) shows in `output`."""
+        try:
+            model, info = self._model()
+            self.last = score_text(model, info["vocab"], self.text.value, label=self.model_picker.value)
+        except CourseError as e:  # the user can fix it: say how; a bug keeps its traceback
+            self.last = None
+            self.output.value = f"<span style='color:#b00020'>{html.escape(str(e))}</span>"
+            return None
+        self.output.value = self.last.to_html()
+        return self.last
+
+    def show(self) -> None:
+        """Display the widget, plus a static copy of its view that survives in executed notebooks."""
+        from IPython.display import HTML, display
+
+        display(self.widget)
+        if self.score() is not None:
+            display(HTML(self.last.to_html()))
+
+    def _ipython_display_(self) -> None:
+        self.show()
+
+
+def surprise_view(models_dir: str | Path = MODELS_DIR, text: str = "Once upon a time, there was a little dog.") -> SurpriseView:
+    """The lesson-09 token-surprise widget (display it by leaving it as the last line of a cell)."""
+    return SurpriseView(models_dir, text)

@@ -1,0 +1,153 @@
+"""Token surprise and the hand-written stories: per-token losses, unknown tokens, the HTML, the CLI."""
+import html
+
+import pytest
+import torch
+
+from slmlib.__main__ import main
+from slmlib.checkpoint import model_path
+from slmlib.config import LevelConfig
+from slmlib.data import eval_windows, gpt2_stream, handwritten_path, load_data, load_stats, read_stories, split_path
+from slmlib import experiments
+from slmlib.surprise import (EmptyTextError, handwritten_stories, score_handwritten, score_ids, score_text,
+                             surprising_table)
+from slmlib.train import evaluate_loss, train
+from slmlib.widgets import SurpriseView
+
+STORY = "Once upon a time, there was a little girl named Lily. She liked to play with her red ball."
+NEW_WORDS = "The astronaut zorbled."  # ' astronaut' and 'bled' never occur in the course's stories
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny ultra_tiny-shaped model saved where `test` finds it: (model, vocab, checkpoint, models dir)."""
+    cfg = LevelConfig("ultra_tiny", 1, stories=20, n_layer=1, n_head=2, n_embd=16, max_iters=30, batch_size=4,
+                      block_size=32, eval_interval=10, eval_windows=16, warmup_iters=5)
+    models = tmp_path_factory.mktemp("surprise") / "models"
+    history = train(cfg, data=load_data(cfg), out=model_path(cfg, models), progress=False)
+    return cfg, history.model, history.data.vocab, history.path, models
+
+
+def test_per_token_losses_average_to_the_models_loss(trained):
+    _, model, vocab, _, _ = trained
+    surprise = score_text(model, vocab, STORY)
+    ids = [vocab.eot_id] + vocab.encode(STORY)
+    assert len(surprise.tokens) == len(ids) - 1 < model.block_size  # one window: the plain forward pass
+    _, loss = model(torch.tensor([ids[:-1]]), torch.tensor([ids[1:]]))
+    assert surprise.mean_loss == pytest.approx(loss.item(), abs=1e-5)
+    best_guess = [t for t in surprise.tokens if t.rank == 1]
+    assert all(t.guesses[0][1] == pytest.approx(t.probability, rel=1e-4) for t in best_guess)
+
+
+def test_a_text_longer_than_the_block_keeps_its_context(trained):
+    """Past the first block every token is scored with block/2 or more tokens before it, not from scratch."""
+    _, model, vocab, _, _ = trained
+    ids = vocab.encode(STORY * 3)
+    losses, _, _, _ = score_ids(model, vocab, ids)
+    stream = torch.tensor([vocab.eot_id] + ids)
+    block = model.block_size
+    assert len(ids) > 2 * block and torch.isfinite(losses).all()
+    first_block = model(stream[None, :block], stream[None, 1: block + 1])[1].item()
+    assert losses[:block].mean().item() == pytest.approx(first_block, abs=1e-5)
+    last = len(ids) - 1  # the last token, predicted from the block of tokens that end just before it
+    logits, _ = model(stream[None, last + 1 - block: last + 1])
+    expected = -torch.log_softmax(logits[0, -1], -1)[ids[last]].item()
+    assert losses[last].item() == pytest.approx(expected, abs=1e-4)
+
+
+def test_unknown_tokens_are_flagged(trained):
+    _, model, vocab, _, _ = trained
+    surprise = score_text(model, vocab, NEW_WORDS)
+    unknown = [t.text for t in surprise.tokens if t.unknown]
+    assert unknown == [" astronaut", "bled"], [(t.text, t.unknown) for t in surprise.tokens]
+    assert surprise.unknown_count == 2 and surprise.unknown_share == pytest.approx(2 / len(surprise.tokens))
+    assert not any(t.unknown for t in score_text(model, vocab, STORY).tokens)
+
+
+def test_html_shows_every_token_its_guesses_the_mean_and_a_legend(trained):
+    _, model, vocab, _, _ = trained
+    surprise = score_text(model, vocab, NEW_WORDS + " A <b> tag & more", label="tiny test model")
+    page = surprise.to_html()
+    assert page.count("<details class='slm-token'") == len(surprise.tokens)
+    assert f"mean {surprise.mean_loss:.3f} nats/token" in page and "tiny test model" in page
+    assert "slm-legend" in page and "unknown" in page and "<script" not in page
+    assert "&lt;" in page and "&amp;" in page and "<b> tag" not in page  # escaped, never run as HTML
+    first = surprise.tokens[0]
+    hover = html.escape(f"Top guesses: {first.guesses[0][0]!r} {first.guesses[0][1]:.0%}", quote=True)
+    assert hover in page  # guesses on hover (the title) ...
+    assert page.count("class='slm-guesses'") == len(surprise.tokens)  # ... and on click
+    rows = surprising_table(surprise, 3)
+    assert [r["loss"] for r in rows] == sorted((r["loss"] for r in rows), reverse=True)
+
+
+def test_empty_text_is_refused_with_a_message(trained):
+    _, model, vocab, _, _ = trained
+    with pytest.raises(EmptyTextError, match="the text is empty"):
+        score_text(model, vocab, "  \n ")
+
+
+def test_handwritten_stories_are_many_and_none_is_a_training_story():
+    stories = handwritten_stories()
+    assert len(stories) >= 30 and len(set(stories)) == len(stories)
+    course = "\n".join(t for s in ("train", "val", "test") for t in read_stories(split_path(s)))
+    assert not [s for s in stories if s in course or s[:60] in course]
+    assert load_stats()["handwritten"]["stories"] == len(stories), "run `python -m slmlib data build`"
+
+
+def test_handwritten_score_is_measured_like_test_loss(trained):
+    cfg, model, vocab, _, _ = trained
+    result = score_handwritten(model, vocab)
+    compact = vocab.from_gpt2_tensor(gpt2_stream(handwritten_stories()))
+    windows = eval_windows(compact, compact.numel(), cfg.block_size)
+    assert result["loss"] == pytest.approx(evaluate_loss(model, windows), abs=1e-5)
+    assert result["unknown_share"] == pytest.approx(load_stats()["handwritten"]["unknown_token_share"], abs=1e-4)
+    assert 0 < result["unknown_share"] < 1 and result["known_loss"] < result["loss"]
+    assert str(handwritten_path()).endswith("data/handwritten_stories.txt")
+
+
+def test_test_command_reports_the_handwritten_columns(trained):
+    cfg, _, _, _, models = trained
+    assert {"handwritten_loss", "handwritten_unknown_share"} <= set(experiments.TEST_COLUMNS)
+    row, = experiments.test_models([cfg], models_dir=models, n_fresh=2, max_new_tokens=3,
+                       out_dir=models.parent / "outputs")
+    assert row["handwritten_loss"] > 0 and 0 < row["handwritten_unknown_share"] < 1
+
+
+def test_cli_score_prints_the_mean_and_the_most_surprising_tokens(trained, capsys, tmp_path):
+    _, _, _, ckpt, _ = trained
+    page = tmp_path / "view.html"
+    assert main(["score", "--checkpoint", str(ckpt), "--text", NEW_WORDS, "--top", "3", "--html", str(page)]) == 0
+    out = capsys.readouterr().out
+    assert "nats/token" in out and "most surprising tokens" in out and "' astronaut'" in out
+    assert "<unk>" in out and "slm-legend" in page.read_text()
+    story_file = tmp_path / "one_story.txt"
+    story_file.write_text(f"{STORY}\n<|endoftext|>\n{STORY}\n<|endoftext|>\n")
+    assert main(["score", "--checkpoint", str(ckpt), "--file", str(story_file)]) == 0
+    assert "; 0 unknown to the vocabulary" in capsys.readouterr().out  # the separators add no "\n" tokens
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--text", "   "], "the text is empty"),
+    (["--file", "EMPTY"], "is empty"),
+    (["--file", "/nonexistent/story.txt"], "no file at /nonexistent/story.txt"),
+    ([], 'give exactly one of --text "..." or --file PATH'),
+])
+def test_cli_score_bad_input_is_one_line(trained, capsys, tmp_path, args, message):
+    _, _, _, ckpt, _ = trained
+    if "EMPTY" in args:
+        (tmp_path / "empty.txt").write_text("\n")
+        args = ["--file", str(tmp_path / "empty.txt")]
+    assert main(["score", "--checkpoint", str(ckpt), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_surprise_widget_scores_what_the_student_types(trained):
+    _, _, _, _, models = trained
+    view = SurpriseView(models)
+    view.text.value = NEW_WORDS
+    view.score_button.click()
+    assert "slm-surprise" in view.output.value and view.last.unknown_count == 2
+    view.text.value = ""
+    view.score_button.click()
+    assert "text is empty" in view.output.value and view.last is None
