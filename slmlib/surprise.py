@@ -89,6 +89,9 @@ class TextSurprise:
     def _repr_html_(self) -> str:
         return self.to_html()
 
+    def __repr__(self) -> str:  # the plain-text stand-in beside the HTML: one line, not every token
+        return f"TextSurprise({self.summary()})"
+
 
 # ---------------------------------------------------------------- scoring
 
@@ -202,7 +205,7 @@ def score_handwritten(model: TinyGPT, vocab: Vocab, path: Path | str | None = No
 
     loss: nats per token over fixed windows of the stories joined by <|endoftext|> (the same
     procedure as the test split's loss, so the two compare). known_loss: the same, counting
-    only the tokens the vocabulary knows. unknown_share: the stories' GPT-2 tokens (the
+    only the tokens the vocabulary knows (unknown_loss: only the others). unknown_share: the stories' GPT-2 tokens (the
     separators not counted) that the compact vocabulary has no id for.
     """
     texts = handwritten_stories(path)
@@ -215,6 +218,7 @@ def score_handwritten(model: TinyGPT, vocab: Vocab, path: Path | str | None = No
     known = windows[1] != (vocab.unk_id if vocab.unk_id is not None else -1)
     return {"stories": len(texts), "tokens": story_tokens, "loss": float(losses.mean()),
             "known_loss": float(losses[known].mean()) if known.any() else float("nan"),
+            "unknown_loss": float(losses[~known].mean()) if (~known).any() else float("nan"),
             "unknown_tokens": int(is_unknown.sum()), "unknown_share": int(is_unknown.sum()) / story_tokens}
 
 
@@ -255,29 +259,35 @@ def _text_color(loss: float, scale_max: float) -> str:
 
 
 def _shown(piece: str) -> str:
-    """A token's text for display: line breaks drawn as ↵ (and kept), other text escaped."""
-    return html.escape(piece.replace("\n", "↵\n"))
+    """A token's text for display: line breaks drawn as ↵ (the break itself follows the token)."""
+    return html.escape(piece.replace("\n", "↵"))
 
 
 def _token_html(token: TokenSurprise, scale_max: float) -> str:
+    """One token: a <summary> coloured by its loss (hover: title) that opens its guesses (click).
+    Styles are inline and short: a <style> block would not survive the notebook's sanitiser, and
+    this markup repeats for every token."""
     guesses = ", ".join(f"{g!r} {p:.0%}" for g, p in token.guesses)
     unknown = " UNKNOWN to the vocabulary: the model saw <unk>." if token.unknown else ""
-    title = (f"{token.text!r}: {token.loss:.2f} nats (p = {token.probability:.1%}, its guess number "
-             f"{token.rank}).{unknown} Top guesses: {guesses}")
-    style = (f"display:inline;cursor:pointer;list-style:none;border-radius:3px;background:{loss_color(token.loss, scale_max)};"
-             f"color:{_text_color(token.loss, scale_max)}")
+    title = (f"{token.text!r}: {token.loss:.2f} nats (p {token.probability:.1%}, guess #{token.rank}).{unknown} "
+             f"Top guesses: {guesses}")
+    style = f"display:inline;cursor:pointer;background:{loss_color(token.loss, scale_max)}"
+    if _text_color(token.loss, scale_max) != "#111111":
+        style += ";color:#fff"
     if token.unknown:
-        style += ";outline:2px dashed #6a1b9a;outline-offset:-1px"
-    rows = "".join(f"<div>{html.escape(repr(g))} <b>{p:.1%}</b></div>" for g, p in token.guesses)
-    popup = (f"<span class='slm-guesses' style='position:absolute;left:0;top:1.6em;z-index:30;background:#fff;"
-             f"color:#111;border:1px solid #888;border-radius:4px;padding:4px 8px;white-space:pre;"
-             f"font-size:12px;line-height:1.4;box-shadow:0 2px 6px rgba(0,0,0,.25)'>"
-             f"<div><b>{html.escape(repr(token.text))}</b>: {token.loss:.2f} nats, guess #{token.rank}"
-             f"{' (unknown: seen as &lt;unk&gt;)' if token.unknown else ''}</div>"
-             f"<div style='color:#555'>the model expected:</div>{rows}</span>")
-    return (f"<details class='slm-token' style='display:inline;position:relative'>"
+        style += ";outline:2px dashed #6a1b9a"
+    lines = [f"<b>{html.escape(repr(token.text))}</b> {token.loss:.2f} nats, guess #{token.rank}"
+             + (" (seen as &lt;unk&gt;)" if token.unknown else ""), "the model expected:"]
+    lines += [f"{html.escape(repr(g))} {p:.1%}" for g, p in token.guesses]
+    # In the flow of the text, beside the token: an absolutely placed box would be cut off at the
+    # bottom of a notebook's output area (overflow: auto), which is where the last line's would go.
+    popup = (f"<span class='slm-guesses' style='display:block;margin:2px 4px 4px 0;background:#fff;"
+             f"color:#111;border:1px solid #888;padding:2px 6px;white-space:pre;font-size:12px;line-height:1.4'>"
+             f"{'<br>'.join(lines)}</span>")
+    # inline-block: Chromium lays a display:inline <details> out as a block (one token per line).
+    return (f"<details class='slm-token' style='display:inline-block;vertical-align:top'>"
             f"<summary style='{style}' title='{html.escape(title, quote=True)}'>{_shown(token.text)}</summary>"
-            f"{popup}</details>")
+            f"{popup}</details>" + "\n" * token.text.count("\n"))
 
 
 def _legend_html(scale_max: float) -> str:

@@ -173,7 +173,7 @@ class SurpriseView:
         self.text = W.Textarea(value=text, description="Text", style=style, placeholder="Type or paste a text",
                                layout=W.Layout(width="720px", height="90px"))
         self.score_button = W.Button(description="Score", button_style="primary", icon="search")
-        self.output = W.HTML(value="<i>Press Score.</i>", layout=W.Layout(width="940px", overflow="visible"))
+        self.output = W.HTML(value="<i>Press Score.</i>", layout=W.Layout(width="100%", overflow="visible"))
         self.last: TextSurprise | None = None
         self.score_button.on_click(lambda _: self.score())
         self.model_picker.observe(lambda _: self.score(), names="value")  # a new model: score again

@@ -229,3 +229,56 @@ def test_generation_playground(page, lab, lab_env, request):
                "the next-token chart is not a loaded image")
     assert generated() == second, "the chart button should not change the generated text"
     screenshot(page, "09_4_probabilities", pg)
+
+
+def test_token_surprise_view(page, lab, lab_env):
+    """Lesson 09: the coloured surprise view shows; a token's title holds its guesses (hover) and a
+    click opens them; the widget scores a text typed into it."""
+    wait_for_training(lab_env)
+    open_notebook(page, lab, PLAYGROUND)
+    run_all_cells(page)
+    assert_no_widget_text_reprs(page, "09_generation_playground")
+
+    # 1. the static view of the section's first text: visible, coloured, with its mean and a legend
+    view = page.locator(".jp-OutputArea-output .slm-surprise").first
+    view.wait_for(timeout=20_000)
+    assert view.is_visible() and view.locator(".slm-legend").is_visible()
+    assert re.search(r"mean \d+\.\d{3} nats/token", view.locator(".slm-summary").inner_text())
+    token = view.locator("details.slm-token").nth(4)
+    summary = token.locator("summary")
+    assert summary.evaluate("e => getComputedStyle(e).backgroundColor") not in ("rgba(0, 0, 0, 0)", "transparent")
+    # side by side in a line of text, not one token per line
+    boxes = [view.locator("details.slm-token").nth(i).bounding_box() for i in range(3)]
+    assert boxes[0]["y"] == boxes[1]["y"] == boxes[2]["y"], f"tokens are not laid out inline: {boxes}"
+
+    # 2. hover: the browser's tooltip is the title, which names the loss and the top guesses
+    summary.hover()
+    title = summary.get_attribute("title") or ""
+    assert re.search(r"\d+\.\d\d nats .*Top guesses: '", title), title
+
+    # 3. click: the guesses open under the token, and close again on a second click
+    popup = token.locator(".slm-guesses")
+    assert not popup.is_visible(), "the guesses should be hidden until the token is clicked"
+    summary.click()
+    wait_until(popup.is_visible, 5, "clicking a token did not open the model's guesses")
+    assert "the model expected:" in popup.inner_text()
+    screenshot(page, "09_5_surprise_click", view)
+    summary.click()
+    wait_until(lambda: not popup.is_visible(), 5, "a second click did not close the guesses")
+
+    # 4. the widget: type a text with words the stories never use, press Score, click a token
+    widget = page.locator(".widget-vbox", has=page.locator("b", has_text="Token surprise")).first
+    text = "The astronaut zorbled over the moon."
+    widget.locator("textarea").fill(text)
+    widget.locator(".widget-button", has_text=re.compile(r"^\s*Score\s*$")).click()
+    scored = widget.locator(".slm-surprise")
+    wait_until(lambda: "astronaut" in widget_text(scored.locator(".slm-text")), 30,
+               lambda: f"Score did not show the typed text; the widget shows {widget_text(widget)[:300]!r}")
+    assert re.search(r"; [1-9]\d* unknown to the vocabulary", widget_text(scored.locator(".slm-summary")))
+    unknown = scored.locator("summary[style*='dashed']").first
+    assert unknown.inner_text().strip() == "astronaut", unknown.inner_text()
+    unknown.click()
+    guesses = scored.locator("details.slm-token[open] .slm-guesses").first
+    wait_until(guesses.is_visible, 5, "clicking a token in the widget did not open its guesses")
+    assert "seen as <unk>" in guesses.inner_text()
+    screenshot(page, "09_6_surprise_widget", widget)
