@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import sys
 import warnings
@@ -12,15 +13,19 @@ from pathlib import Path
 from .errors import CourseError, UsageError
 from .paths import MODELS_DIR, OUTPUTS_DIR
 
+TINYSTORIES_DIR = Path("data/tinystories")
 INTERRUPTED = 130  # the shell's exit status for Ctrl-C: scripts and make see that the run stopped early
 
 
 def cmd_train(args) -> int | None:
     from .checkpoint import default_path, model_path, resume_path_for
     from .experiments import LADDER_COLUMNS, format_table, resolve_levels, train_ladder
+    from .distributed import quiet_unless_main
     from .train import train
 
-    overrides = {k: v for k, v in (("max_iters", args.max_iters),) if v is not None}
+    quiet_unless_main()  # under torchrun, rank 0 alone prints
+    overrides = {k: v for k, v in (("max_iters", args.max_iters), ("micro_batch_size", args.micro_batch),
+                                   ("corpus", args.corpus and str(args.corpus))) if v is not None}
     if args.resume:
         for cfg in resolve_levels(args.level):
             cfg = cfg.replace(**overrides)
@@ -49,11 +54,16 @@ def cmd_train(args) -> int | None:
 
 def _stopped(level: str, status: str, args) -> int:
     """Say what stopped and the exact command that continues it (with the same settings)."""
-    same = "".join(f" {flag} {value}" for flag, value in (("--max-iters", args.max_iters), ("--out", args.out))
+    from .distributed import is_main_process
+
+    same = "".join(f" {flag} {value}" for flag, value in (("--max-iters", args.max_iters), ("--out", args.out),
+                                                          ("--micro-batch", args.micro_batch), ("--corpus", args.corpus))
                    if value is not None and not (flag == "--out" and Path(value) == MODELS_DIR))
     same += " --force" if args.force else ""
-    print(f"training of {level} {status}; nothing else was trained. Continue it with:\n"
-          f"  python -m slmlib train --level {level} --resume{same}", file=sys.stderr)
+    launcher = "torchrun ... -m slmlib" if os.environ.get("WORLD_SIZE", "1") != "1" else "python -m slmlib"
+    if is_main_process():
+        print(f"training of {level} {status}; nothing else was trained. Continue it with:\n"
+              f"  {launcher} train --level {level} --resume{same}", file=sys.stderr)
     return INTERRUPTED
 
 
@@ -140,8 +150,12 @@ def cmd_data(args) -> None:
     if args.action == "build":
         stats = build_splits()
         print(json.dumps(stats["splits"], indent=2))
+    elif args.action == "prepare-tinystories":
+        from .prepare import prepare_tinystories
+
+        prepare_tinystories(args.src, args.dest or args.src / "prepared", workers=args.workers)
     else:
-        for path in download_tinystories(args.dest, which=args.which):
+        for path in download_tinystories(args.dest or TINYSTORIES_DIR, which=args.which):
             print(f"ready: {path}")
 
 
@@ -251,6 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed-settings", action="store_true",
                    help="the seed project's settings (batch 4, lr 1e-3, 200-2000 steps): shows underfitting")
     t.add_argument("--results", type=folder, default=OUTPUTS_DIR, help="folder for curves and ladder_results.json")
+    t.add_argument("--corpus", type=Path, help="train on this TinyStories folder (text files, or prepared "
+                                               "with `data prepare-tinystories`) instead of the course's stories")
+    t.add_argument("--micro-batch", type=whole_number(1),
+                   help="windows per forward pass on each process; gradient accumulation makes up the batch")
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("test", help="test saved models on held-out and brand-new stories")
@@ -281,10 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--models", type=folder, default=MODELS_DIR)
     i.set_defaults(func=cmd_info)
 
-    d = sub.add_parser("data", help="regenerate the course data, or fetch real TinyStories")
-    d.add_argument("action", choices=["build", "download-tinystories"])
-    d.add_argument("--dest", type=folder, default=Path("data/tinystories"))
+    d = sub.add_parser("data", help="regenerate the course data, fetch real TinyStories, or tokenize it once")
+    d.add_argument("action", choices=["build", "download-tinystories", "prepare-tinystories"])
+    d.add_argument("--dest", type=folder, help=f"where to put TinyStories (default {TINYSTORIES_DIR}) or the "
+                                               "prepared corpus (default: the --src folder's prepared/)")
     d.add_argument("--which", nargs="+", default=["valid"], choices=["train", "valid"])
+    d.add_argument("--src", type=folder, default=TINYSTORIES_DIR,
+                   help="prepare-tinystories: the folder with the TinyStoriesV2 train and valid files")
+    d.add_argument("--workers", type=whole_number(1, 1024), help="prepare-tinystories: processes (default: all cores)")
     d.set_defaults(func=cmd_data)
 
     c = sub.add_parser("course", help="run every lesson notebook with papermill (what `make course` does)")

@@ -27,6 +27,7 @@ _WHOLE_NUMBERS = {
     "number": (1, "the level's number"), "stories": (1, "training stories"), "n_layer": (1, "layers"),
     "n_head": (1, "attention heads"), "n_embd": (1, "the model's width"), "max_iters": (1, "training steps"),
     "batch_size": (1, "windows per step"), "block_size": (1, "tokens per window"),
+    "micro_batch_size": (0, "windows per forward pass (0: the whole batch at once)"),
     "warmup_iters": (0, "warm-up steps"), "eval_interval": (1, "steps between evaluations"),
     "eval_windows": (1, "windows per evaluation"), "seed": (None, "the random seed"),
 }
@@ -56,6 +57,9 @@ class LevelConfig:
     seed: int = 1337
     full_vocab: bool = False  # True: 50,257-way output layer like real GPT-2 (slow; for comparison)
     corpus: str = "stories"  # "stories" (the course's generator) or a folder of TinyStoriesV2 files
+    # Windows per forward pass on each process; gradient accumulation makes up the rest of
+    # batch_size, which stays the batch of one step whatever the number of processes (torchrun).
+    micro_batch_size: int = 0  # 0: each process's share of the batch in one pass
 
     def __post_init__(self):
         """Refuse impossible settings here, where every caller passes, naming the setting and the fix."""
@@ -113,7 +117,7 @@ class LevelConfig:
 
     def changed_settings(self) -> dict:
         """The settings that differ from this level's defaults ({} for a level's own run)."""
-        default = LEVELS.get(self.name)
+        default = LEVELS.get(self.name, PRESETS.get(self.name))
         if default is None or default.number != self.number:
             return {"name": self.name}
         return {k: v for k, v in self.to_dict().items() if getattr(default, k) != v}
@@ -136,6 +140,19 @@ LEVELS: dict[str, LevelConfig] = {
     )
 }
 
+# Beyond one laptop (README, "Beyond one laptop"): real TinyStories on a GPU, at the scale of the
+# TinyStories paper's smaller models. Not a level: no lesson uses it. It needs the prepared corpus
+# (`python -m slmlib data prepare-tinystories`); its 10.6M non-embedding parameters put it over
+# device.GPU_MIN_PARAMS, so device="auto" trains it on a GPU when there is one.
+PRESETS: dict[str, LevelConfig] = {
+    c.name: c
+    for c in (
+        LevelConfig("tinystories_gpu", 6, stories=2_000_000, n_layer=6, n_head=6, n_embd=384,
+                    max_iters=10_000, batch_size=128, block_size=256, lr=1e-3, warmup_iters=200,
+                    eval_interval=500, eval_windows=256, corpus="data/tinystories/prepared"),
+    )
+}
+
 # The seed project's config_cpu.py values.
 SEED_MAX_ITERS = {"ultra_tiny": 200, "tiny": 500, "small": 800, "medium": 1500, "large": 2000}
 
@@ -152,8 +169,11 @@ def get_level(level: str | int | LevelConfig) -> LevelConfig:
         key = level.strip().lower().replace("-", "_").replace(" ", "_")
         if key in LEVELS:
             return LEVELS[key]
+        if key in PRESETS:
+            return PRESETS[key]
     valid = ", ".join(f"{c.number}={c.name}" for c in LEVELS.values())
-    raise UnknownLevelError(f"unknown level {level!r}; valid levels: {valid}")
+    raise UnknownLevelError(f"unknown level {level!r}; valid levels: {valid} (presets beyond the course: "
+                            f"{', '.join(PRESETS)})")
 
 
 def seed_settings(level: str | int | LevelConfig) -> LevelConfig:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-HISTORY_KEYS = ("config", "records", "final", "best", "status", "seconds", "resume_path")
+HISTORY_KEYS = ("config", "records", "final", "best", "status", "seconds", "resume_path", "parallel")
 
 
 @dataclass
@@ -27,6 +27,8 @@ class History:
     status: str = "new"  # running | completed | interrupted | diverged
     seconds: float = 0.0
     resume_path: str | None = None
+    # How it was trained: world_size (processes, under torchrun), global_batch, micro_batch, ...
+    parallel: dict = field(default_factory=dict)
     # Not saved with the history: the objects a notebook wants next.
     model: Any = field(default=None, repr=False, compare=False)
     data: Any = field(default=None, repr=False, compare=False)

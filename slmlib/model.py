@@ -137,16 +137,7 @@ class TinyGPT(nn.Module):
         finished = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
         for _ in range(max_new_tokens):
             logits, _ = self(idx[:, -self.block_size:])  # crop: positions only go to block_size
-            logits = logits[:, -1, :].float()
-            if temperature == 0:
-                next_id = logits.argmax(dim=-1, keepdim=True)
-            else:
-                logits = logits / temperature
-                if top_k is not None and top_k > 0:
-                    kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
-                    logits = logits.masked_fill(logits < kth, float("-inf"))
-                probs = F.softmax(logits, dim=-1)
-                next_id = torch.multinomial(probs, num_samples=1, generator=generator)
+            next_id = pick_next_token(logits[:, -1, :].float(), temperature, top_k, generator)
             idx = torch.cat((idx, next_id), dim=1)
             if stop_token is not None:
                 finished |= next_id.squeeze(1) == stop_token
@@ -154,3 +145,16 @@ class TinyGPT(nn.Module):
                     break
         self.train(was_training)
         return idx
+
+
+def pick_next_token(logits: torch.Tensor, temperature: float, top_k: int | None,
+                    generator: torch.Generator | None) -> torch.Tensor:
+    """A (B, 1) next token from (B, vocab) logits: greedy at temperature 0, else sampled."""
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits / temperature
+    if top_k is not None and top_k > 0:
+        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = F.softmax(logits, dim=-1)
+    return torch.multinomial(probs, num_samples=1, generator=generator)

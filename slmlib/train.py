@@ -28,6 +28,7 @@ from .checkpoint import (CheckpointError, build_checkpoint, keep_previous, level
 from .config import LevelConfig, get_level
 from .data import LevelData, eval_windows, get_batch, load_data
 from .device import pick_device
+from .distributed import Ranks, accumulation_step
 from .errors import CourseError
 from .history import History
 from .model import TinyGPT
@@ -113,24 +114,29 @@ def train(config: LevelConfig | str | int, data: LevelData | None = None, device
     models/model_<level>_<stories>_stories.pt and any other settings to models/experiments/.
     overwrite=True allows replacing a level's model with other settings (the old one is kept
     as .previous.pt). precision: "fp32", or "bf16" autocast (faster on CPUs with bf16 support).
+    Under torchrun every process calls this; see slmlib/distributed.py for what changes then.
     """
     config = get_level(config)
-    dev = pick_device(device)
+    ranks = Ranks.from_env()  # rank 0 of 1, unless torchrun started this process
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be 'fp32' or 'bf16', not {precision!r}")
     out = output_path(config, out, overwrite)
-    if save:
+    if save and ranks.is_main:
         check_writable(out)  # before the first step, not after minutes of training
     torch.manual_seed(config.seed)
     data = data if data is not None else load_data(config)
-    model = TinyGPT.from_config(config, len(data.vocab)).to(dev)
+    model = TinyGPT.from_config(config, len(data.vocab))
+    dev = ranks.join(pick_device(device, model.num_params()))  # "auto": a GPU for 10M+ parameters
+    model = model.to(dev)
+    trained = ranks.wrap(model)  # DistributedDataParallel under torchrun, else the model itself
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.95),
                                   weight_decay=config.weight_decay)
-    batch_rng = torch.Generator().manual_seed(config.seed)
+    batch_rng = torch.Generator().manual_seed(config.seed + ranks.rank)  # each rank its own batches
     history = History(config=config.to_dict())
     start, best_state = 0, None
     if resume is not None:
-        start, history, best_state = _restore(resume, config, model, optimizer, batch_rng)
+        start, history, best_state = _restore(resume, config, model, optimizer, batch_rng, ranks)
+    history.parallel = ranks.describe(config)  # world_size and the global batch, saved with the history
 
     windows = {split: eval_windows(getattr(data, split), config.eval_windows, config.block_size)
                for split in ("train", "val")}
@@ -140,7 +146,7 @@ def train(config: LevelConfig | str | int, data: LevelData | None = None, device
     tokens = start * config.tokens_per_batch
     t0 = time.perf_counter()
     last_t, last_tokens = t0, tokens
-    bar = _progress_bar(config.max_iters, start, f"{config.name}", progress)
+    bar = _progress_bar(config.max_iters, start, f"{config.name}", progress and ranks.is_main)
     it = start
     model.train()
     with _stop_at_step_boundary() as stop:
@@ -148,7 +154,7 @@ def train(config: LevelConfig | str | int, data: LevelData | None = None, device
             for it in range(start, config.max_iters + 1):
                 # The state at the top of step `it` is what a resume needs to redo it exactly.
                 rng_state, torch_rng_state = batch_rng.get_state(), torch.get_rng_state()
-                if stop["stop"]:
+                if ranks.any(stop["stop"]):  # under torchrun: every rank stops at the same step
                     raise KeyboardInterrupt
                 last = it == config.max_iters
                 if (it % config.eval_interval == 0 or last) and not _recorded(history, it):
@@ -163,11 +169,15 @@ def train(config: LevelConfig | str | int, data: LevelData | None = None, device
                         best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                     if bar is not None:
                         bar.set_postfix(train=f"{rec['train_loss']:.3f}", val=f"{rec['val_loss']:.3f}")
-                    for callback in callbacks:
+                    for callback in callbacks if ranks.is_main else ():
                         callback(history)
                 if last:
                     break
-                loss = _step(model, optimizer, data, config, it, batch_rng, autocast, dev)
+                if ranks.distributed or config.micro_batch_size:
+                    loss = accumulation_step(ranks, model, trained, optimizer, data, config, lr_at(it, config),
+                                             batch_rng, autocast, dev)
+                else:
+                    loss = _step(model, optimizer, data, config, it, batch_rng, autocast, dev)
                 if not torch.isfinite(loss):
                     history.status = "diverged"
                     history.seconds = seconds_before + time.perf_counter() - t0
@@ -183,7 +193,11 @@ def train(config: LevelConfig | str | int, data: LevelData | None = None, device
             history.seconds = seconds_before + time.perf_counter() - t0
             if bar is not None:
                 bar.close()
-            _save_resume(history, out, model, optimizer, config, data, it, rng_state, torch_rng_state, best_state)
+            every_rank = ranks.resume_state(rng_state, torch_rng_state)  # {} without torchrun
+            if ranks.is_main:
+                _save_resume(history, out, model, optimizer, config, data, it, rng_state, torch_rng_state,
+                             best_state, every_rank)
+            ranks.wait_for_main()  # under torchrun: every rank returns once the file is there
             return history
         finally:
             if bar is not None:
@@ -197,9 +211,10 @@ def train(config: LevelConfig | str | int, data: LevelData | None = None, device
                          "windows": config.eval_windows, "tokens_per_split": config.eval_windows * config.block_size}
         history.status = "completed"
         history.resume_path = None
-        if save:
+        if save and ranks.is_main:
             history.path = _save_final(model, out, config, data, history, best_state, overwrite)
             resume_path_for(out).unlink(missing_ok=True)  # finished: the resume file is stale now
+    ranks.wait_for_main()
     return history
 
 
@@ -275,10 +290,10 @@ def _save_final(model, out: Path, config, data, history: History, best_state, ov
 
 
 def _save_resume(history: History, out: Path, model, optimizer, config, data, it, rng_state,
-                 torch_rng_state, best_state) -> None:
+                 torch_rng_state, best_state, every_rank: dict) -> None:
     path = resume_path_for(out)
     history.resume_path = str(path)
-    extra = {"best_state_dict": best_state} if best_state is not None else {}
+    extra = ({"best_state_dict": best_state} if best_state is not None else {}) | every_rank
     save_checkpoint(build_checkpoint(
         model, config, data.vocab, history.to_dict(), data.stats(), kind="resume", iter=it,
         optimizer_state_dict=optimizer.state_dict(), batch_rng_state=rng_state,
@@ -291,7 +306,8 @@ def _recorded(history: History, it: int) -> bool:
     return bool(history.records) and history.records[-1]["iter"] == it
 
 
-def _restore(resume, config: LevelConfig, model, optimizer, batch_rng) -> tuple[int, History, dict | None]:
+def _restore(resume, config: LevelConfig, model, optimizer, batch_rng,
+             ranks: Ranks) -> tuple[int, History, dict | None]:
     ckpt = read_checkpoint(resume, "Nothing to resume: start the run without resume=.")
     if ckpt.get("kind") != "resume":
         raise CheckpointError(f"{resume} is a finished model, not an interrupted run; nothing to resume.")
@@ -302,6 +318,7 @@ def _restore(resume, config: LevelConfig, model, optimizer, batch_rng) -> tuple[
     restored, _, _ = model_from_checkpoint(ckpt, resume)
     model.load_state_dict(restored.state_dict())
     optimizer.load_state_dict(ckpt["optimizer_state_dict"])
-    batch_rng.set_state(ckpt["batch_rng_state"])
-    torch.set_rng_state(ckpt["torch_rng_state"])
+    batch_rng_state, torch_rng_state = ranks.own_rng_states(ckpt, resume)  # under torchrun: this rank's
+    batch_rng.set_state(batch_rng_state)
+    torch.set_rng_state(torch_rng_state)
     return int(ckpt["iter"]), History.from_dict(ckpt["history"]), ckpt.get("best_state_dict")
