@@ -22,7 +22,7 @@ RISE = {"ultra_tiny": 0.3, "tiny": 0.2}  # ... and validation loss then rises at
 GAP_AT_LEAST = {"ultra_tiny": 3.0, "tiny": 1.5}
 GAP_AT_MOST = {"medium": 0.05, "large": 0.05}
 FLOOR_MARGIN = 0.1  # ultra_tiny's final training loss: at most the floor + this
-RECITAL_RATIO = 3.0  # training stories recited at least this many times better than unseen ones
+RECITAL_RATIO = 2.0  # training stories recited at least this many times better than unseen ones
 VAL_STEP = 0.1  # from small up, each level's validation loss at least this much below the last
 LARGE_ABOVE_FLOOR = 0.45
 
