@@ -146,6 +146,19 @@ LEVELS: dict[str, LevelConfig] = {
     )
 }
 
+# Beyond one laptop (README, "Beyond one laptop"): real TinyStories on a GPU, at the scale of the
+# TinyStories paper's smaller models. Not a level: no lesson uses it. It needs the prepared corpus
+# (`python -m slmlib data prepare-tinystories`); its 10.6M non-embedding parameters put it over
+# device.GPU_MIN_PARAMS, so device="auto" trains it on a GPU when there is one.
+PRESETS: dict[str, LevelConfig] = {
+    c.name: c
+    for c in (
+        LevelConfig("tinystories_gpu", 6, stories=2_000_000, n_layer=6, n_head=6, n_embd=384,
+                    max_iters=10_000, batch_size=128, block_size=256, lr=1e-3, warmup_iters=200,
+                    eval_interval=500, eval_windows=256, corpus="data/tinystories/prepared"),
+    )
+}
+
 # The seed project's config_cpu.py values.
 SEED_MAX_ITERS = {"ultra_tiny": 200, "tiny": 500, "small": 800, "medium": 1500, "large": 2000}
 
