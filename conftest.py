@@ -17,3 +17,26 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # fighting over 2 cores with spinning OpenMP threads, which was measured to slow runs 10x.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # quiets a debugger warning in kernels
+
+
+# `make test` runs on two workers (pytest-xdist, --dist loadgroup): a group stays on one worker,
+# in order. The lessons form one group, because lesson 08-10 load the models that the smoke runs
+# of lessons 03-07 saved in this worker's models folder. Every other test file is a group of its
+# own, so a module-scoped fixture (a trained model) is built once, not once per worker.
+def pytest_collection_modifyitems(config, items):
+    import pytest
+
+    for item in items:
+        lessons = item.path.suffix == ".ipynb" or item.path.name == "test_notebooks.py"
+        item.add_marker(pytest.mark.xdist_group("lessons" if lessons else item.path.name))
+
+
+def pytest_ignore_collect(collection_path, config):
+    """nbval re-runs only the lessons that have cells whose outputs it compares.
+
+    Every lesson already runs end to end in tests/test_notebooks.py (papermill, smoke mode), and
+    for a lesson without checked cells nbval would only repeat that same run.
+    """
+    if collection_path.suffix != ".ipynb" or collection_path.parent.name != "notebooks":
+        return None
+    return None if "# NBVAL_CHECK_OUTPUT" in collection_path.read_text(encoding="utf-8") else True
