@@ -124,16 +124,22 @@ def _recital_cell(example: dict) -> str:
             f'<p style="margin:2px 0;font-size:90%">{example["matched"]} of {len(example["real"])} words right</p>')
 
 
-def show_recital(result: dict, index: int = 0):
+def show_recital(result: dict, index: int | None = None):
     """A training story and an unseen one side by side: the real words and the model's.
 
-    Green words are right (up to the first mistake); grey ones come after it.
+    Green words are right (up to the first mistake); grey ones come after it. By default each
+    side shows the story the model continues best, the same rule on both sides, so the
+    difference between them is the model's and not the choice of example.
     """
     from IPython.display import HTML
 
+    def pick(side):
+        examples = result[side]["examples"]
+        return examples[index] if index is not None else max(examples, key=lambda e: e["matched"])
+
     cells = "".join(
         f'<td style="vertical-align:top;width:50%;padding:6px;text-align:left">'
-        f'<b>{title}</b><br>{_recital_cell(result[side]["examples"][index])}</td>'
+        f'<b>{title}</b><br>{_recital_cell(pick(side))}</td>'
         for side, title in (("train", "a story it trained on"), ("unseen", "a story it never saw")))
     return HTML(f'<table style="border-collapse:collapse;width:100%"><tr>{cells}</tr></table>')
 
