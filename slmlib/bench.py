@@ -21,9 +21,10 @@ from pathlib import Path
 import torch
 from torch.autograd.profiler import record_function
 
-from .config import LEVELS, LevelConfig
+from .config import LEVELS, PRESETS, LevelConfig
 from .data import get_batch, load_data, write_atomic
 from .tables import format_table
+from .kv_cache import generate_cached
 from .model import TinyGPT
 from .train import train
 
@@ -37,9 +38,9 @@ FLOPS_FORMULA = ("6*(N_non_embedding + n_embd*vocab) + 6*n_layer*n_embd*block_si
 # peak stays large in both: small or few matmuls under-measure it and MFU would exceed 1.
 SETTINGS = {
     False: dict(warmup=5, timed=10, repeats=3, peak_sizes=(1024, 1536, 2048), peak_repeats=5,
-                gen_tokens=200, profile_steps=20, ladder={}),
+                gen_tokens=200, kv_tokens=124, profile_steps=20, ladder={}),
     True: dict(warmup=1, timed=1, repeats=2, peak_sizes=(1024, 2048), peak_repeats=2,
-               gen_tokens=8, profile_steps=2,
+               gen_tokens=8, kv_tokens=8, profile_steps=2,
                ladder=dict(max_iters=3, eval_interval=3, eval_windows=4)),
 }
 
@@ -211,6 +212,25 @@ def generation_speed(level: str, model: TinyGPT, vocab, n_tokens: int) -> dict:
             "tok_s": round((out.size(1) - idx.size(1)) / dt, 1), "kv_cache": False}
 
 
+def kv_cache_speed(name: str, model: TinyGPT, vocab, n_tokens: int, repeats: int) -> dict:
+    """Tokens/s of generate() and generate_cached() (batch 1, top-k 40, seed 0), interleaved so
+    load drifts hit both; median of the repeats. Both must give the same tokens."""
+    model.eval()
+    idx = torch.tensor([vocab.encode("Once upon a time")], dtype=torch.long)
+    n_tokens = min(n_tokens, model.block_size - idx.size(1))  # the cache helps up to block_size
+    runs = {"uncached": model.generate, "cached": lambda *a, **k: generate_cached(model, *a, **k)}
+    tok_s, outputs = {k: [] for k in runs}, {}
+    for r in range(repeats):
+        for k in (list(runs) if r % 2 == 0 else list(reversed(runs))):
+            t = time.perf_counter()
+            outputs[k] = runs[k](idx, n_tokens, top_k=40, seed=0)
+            tok_s[k].append(n_tokens / (time.perf_counter() - t))
+    u, c = statistics.median(tok_s["uncached"]), statistics.median(tok_s["cached"])
+    return {"model": name, "params": model.num_params(), "block_size": model.block_size, "new_tokens": n_tokens,
+            "uncached_tok_s": round(u, 1), "cached_tok_s": round(c, 1), "speedup": round(c / u, 2),
+            "same_tokens": torch.equal(outputs["uncached"], outputs["cached"])}
+
+
 def run_benchmarks(quick: bool = False, out_dir: Path | str = Path("benchmarks/results")) -> dict:
     from tqdm.auto import tqdm
 
@@ -220,7 +240,7 @@ def run_benchmarks(quick: bool = False, out_dir: Path | str = Path("benchmarks/r
            "settings": dict(s) | {"device": "cpu", "precision": "fp32"},
            "configs": {c.name: c.to_dict() for c in levels}}  # config.py changes; keep what ran
     watch = LoadWatch()
-    bar = tqdm(total=2 + 4 * len(levels), desc="bench", unit="task", dynamic_ncols=True)
+    bar = tqdm(total=3 + 4 * len(levels), desc="bench", unit="task", dynamic_ncols=True)
 
     def task(name: str) -> None:
         bar.set_description(f"bench: {name}")
@@ -264,6 +284,17 @@ def run_benchmarks(quick: bool = False, out_dir: Path | str = Path("benchmarks/r
         res["generation"].append(generation_speed(cfg.name, trained[cfg.name], data[cfg.name].vocab,
                                                   s["gen_tokens"]))
         bar.update()
+
+    # The KV cache: the largest level as trained, and the GPU preset (untrained: speed only).
+    task("KV cache")
+    largest, preset = levels[-1], PRESETS["tinystories_gpu"]
+    torch.manual_seed(preset.seed)
+    preset_model = TinyGPT.from_config(preset, len(data[largest.name].vocab))
+    res["kv_cache"] = [kv_cache_speed(largest.name, trained[largest.name], data[largest.name].vocab,
+                                      s["kv_tokens"], s["repeats"]),
+                       kv_cache_speed(f"{preset.name} (untrained)", preset_model, data[largest.name].vocab,
+                                      s["kv_tokens"], s["repeats"])]
+    bar.update()
 
     # 2, 3 and the profile: short timed runs, compact vs full vocabulary, then MFU.
     res["throughput"], res["mfu"], res["profile"] = [], [], []
@@ -332,6 +363,10 @@ def to_markdown(res: dict) -> str:
              format_table(res["mfu"], ["level", "flops_per_token", "achieved_gflops", "peak_fp32_gflops", "mfu"]), "",
              "## Generation (200 new tokens, batch 1, no KV cache)" if not res["quick"] else "## Generation", "",
              format_table(res["generation"], ["level", "new_tokens", "seconds", "tok_s", "kv_cache"]), "",
+             "## KV cache: generate() vs generate_cached() (batch 1, top-k 40, seed 0; median of "
+             f"{res['settings']['repeats']} interleaved runs)", "",
+             format_table(res["kv_cache"], ["model", "params", "block_size", "new_tokens", "uncached_tok_s",
+                                            "cached_tok_s", "speedup", "same_tokens"]), "",
              "## Where a training step's time goes (share of wall time, torch.profiler)", "",
              format_table(res["profile"], ["level", "ms_per_step", *PROFILE_BUCKETS, "outside_ops"]), ""]
     return "\n".join(lines)

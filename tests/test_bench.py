@@ -15,7 +15,7 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     saved = json.loads(json_path.read_text())
     assert saved == json.loads(json.dumps(res))
     assert {"machine", "ladder", "throughput", "peak", "mfu", "generation", "quality", "profile",
-            "targets", "flops_formula"} <= set(saved)
+            "targets", "flops_formula", "kv_cache"} <= set(saved)
     names = list(LEVELS)
 
     m = saved["machine"]
@@ -40,6 +40,10 @@ def test_quick_benchmark_writes_every_section(tmp_path):
 
     for r in saved["generation"]:
         assert r["tok_s"] > 0 and r["new_tokens"] > 0 and r["kv_cache"] is False
+
+    assert [r["model"] for r in saved["kv_cache"]] == ["large", "tinystories_gpu (untrained)"]
+    for r in saved["kv_cache"]:
+        assert r["same_tokens"] is True and r["cached_tok_s"] > 0 and r["uncached_tok_s"] > 0, r
 
     for r in saved["quality"]:
         assert r["val_floor"] > 0 and r["val_loss"] > r["val_floor"]
