@@ -56,7 +56,7 @@ class LevelConfig:
     eval_windows: int = 128
     seed: int = 1337
     full_vocab: bool = False  # True: 50,257-way output layer like real GPT-2 (slow; for comparison)
-    corpus: str = "stories"  # "stories" (the course's generator) or a folder of TinyStoriesV2 files
+    corpus: str = "stories"  # "stories" (the course's generator) or a TinyStories folder (text, or prepared)
     # Windows per forward pass on each process; gradient accumulation makes up the rest of
     # batch_size, which stays the batch of one step whatever the number of processes (torchrun).
     micro_batch_size: int = 0  # 0: each process's share of the batch in one pass
