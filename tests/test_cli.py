@@ -29,7 +29,8 @@ def test_a_quick_try_never_replaces_the_levels_model(trained):
     root, env = trained
     own = root / "models" / "model_ultra_tiny_100_stories.pt"
     before = own.read_bytes()
-    r = run("train", "--level", "ultra_tiny", "--max-iters", "5", "--out", str(root / "models"), env=env)
+    r = run("train", "--level", "ultra_tiny", "--max-iters", "5", "--out", str(root / "models"),
+            "--results", str(root / "quick_try"), env=env)
     assert own.read_bytes() == before
     saved = list((root / "models" / "experiments").glob("model_ultra_tiny_100_stories__*max_iters=5*.pt"))
     assert len(saved) == 1, r.stdout
