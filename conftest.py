@@ -19,18 +19,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # quiets a debugger warning in kernels
 
 
-# `make test` runs on two workers (pytest-xdist, --dist loadgroup): a group stays on one worker,
-# in order. The lessons form one group, because lesson 08-10 load the models that the smoke runs
-# of lessons 03-07 saved in this worker's models folder. Every other test file is a group of its
-# own, so a module-scoped fixture (a trained model) is built once, not once per worker.
-def pytest_collection_modifyitems(config, items):
-    import pytest
-
-    for item in items:
-        lessons = item.path.suffix == ".ipynb" or item.path.name == "test_notebooks.py"
-        item.add_marker(pytest.mark.xdist_group("lessons" if lessons else item.path.name))
-
-
 def pytest_ignore_collect(collection_path, config):
     """nbval re-runs only the lessons that have cells whose outputs it compares.
 
