@@ -103,11 +103,13 @@ class LabServer:
 
     @staticmethod
     def _write_settings(user_settings: Path) -> None:
-        """No news or update checks, and every cell in the DOM (no virtual scrolling)."""
+        """No news or update checks, every cell in the DOM (no virtual scrolling), and no autosave:
+        Lab serves the real lessons, and autosave wrote a test run's outputs into notebooks/ once."""
         settings = {
             "@jupyterlab/apputils-extension/notification.jupyterlab-settings":
                 {"checkForUpdates": False, "fetchNews": "false"},
             "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+            "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
         }
         for rel, value in settings.items():
             p = user_settings / rel
