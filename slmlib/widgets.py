@@ -54,20 +54,33 @@ def figure_png(fig) -> bytes:
     return buf.getvalue()
 
 
-class GenerationPlayground:
-    """Pick a model, type a prompt, set temperature / top-k / length / seed, press Generate."""
+class _ModelChoice:
+    """The saved models, a dropdown to pick one, and each picked model loaded once."""
 
-    def __init__(self, models_dir: str | Path = MODELS_DIR, prompt: str = "Once upon a time"):
+    def _pick_models(self, models_dir: str | Path, default_index: int, style: dict) -> None:
         self.models = saved_models(models_dir)
         if not self.models:
             raise CheckpointError(
                 f"no trained models in {models_dir}. Run lessons 03-07 first "
                 "(or `python -m slmlib train --level all`), then run this cell again.")
         self._cache: dict[Path, tuple] = {}
+        self.model_picker = W.Dropdown(options=list(self.models), value=list(self.models)[default_index],
+                                       description="Model", style=style, layout=W.Layout(width="520px"))
+
+    def _model(self):
+        path = self.models[self.model_picker.value]
+        if path not in self._cache:
+            self._cache[path] = load_model(path)
+        return self._cache[path]
+
+
+class GenerationPlayground(_ModelChoice):
+    """Pick a model, type a prompt, set temperature / top-k / length / seed, press Generate."""
+
+    def __init__(self, models_dir: str | Path = MODELS_DIR, prompt: str = "Once upon a time"):
         style = {"description_width": "110px"}
         wide = W.Layout(width="520px")
-        self.model_picker = W.Dropdown(options=list(self.models), value=list(self.models)[-1],
-                                       description="Model", style=style, layout=wide)
+        self._pick_models(models_dir, -1, style)
         self.prompt = W.Text(value=prompt, description="Prompt", style=style, layout=wide,
                              placeholder="Type the start of a story")
         self.temperature = W.FloatSlider(value=0.8, min=0.0, max=2.0, step=0.05, description="Temperature",
@@ -87,12 +100,6 @@ class GenerationPlayground:
             W.HTML("<b>Generation playground</b>"), self.model_picker, self.prompt, self.temperature,
             self.top_k, self.max_tokens, self.seed, W.HBox([self.generate_button, self.probs_button]),
             self.text, self.chart])
-
-    def _model(self):
-        path = self.models[self.model_picker.value]
-        if path not in self._cache:
-            self._cache[path] = load_model(path)
-        return self._cache[path]
 
     def _message(self, text: str, color: str = "#b00020") -> None:
         self.text.value = f"<span style='color:{color}'>{html.escape(text)}</span>"
@@ -153,7 +160,7 @@ def generation_playground(models_dir: str | Path = MODELS_DIR, prompt: str = "On
     return GenerationPlayground(models_dir, prompt)
 
 
-class SurpriseView:
+class SurpriseView(_ModelChoice):
     """Pick a model, type a text, press Score: every token coloured by how surprised the model is.
 
     Hover a token for its loss and the model's top guesses; click it to keep them open.
@@ -161,15 +168,8 @@ class SurpriseView:
     """
 
     def __init__(self, models_dir: str | Path = MODELS_DIR, text: str = "Once upon a time, there was a little dog."):
-        self.models = saved_models(models_dir)
-        if not self.models:
-            raise CheckpointError(
-                f"no trained models in {models_dir}. Run lessons 03-07 first "
-                "(or `python -m slmlib train --level all`), then run this cell again.")
-        self._cache: dict[Path, tuple] = {}
         style = {"description_width": "110px"}
-        self.model_picker = W.Dropdown(options=list(self.models), value=list(self.models)[0],
-                                       description="Model", style=style, layout=W.Layout(width="520px"))
+        self._pick_models(models_dir, 0, style)
         self.text = W.Textarea(value=text, description="Text", style=style, placeholder="Type or paste a text",
                                layout=W.Layout(width="720px", height="90px"))
         self.score_button = W.Button(description="Score", button_style="primary", icon="search")
@@ -179,12 +179,6 @@ class SurpriseView:
         self.model_picker.observe(lambda _: self.score(), names="value")  # a new model: score again
         self.widget = W.VBox([W.HTML("<b>Token surprise</b>"), self.model_picker, self.text,
                               self.score_button, self.output], layout=W.Layout(overflow="visible"))
-
-    def _model(self):
-        path = self.models[self.model_picker.value]
-        if path not in self._cache:
-            self._cache[path] = load_model(path)
-        return self._cache[path]
 
     def score(self) -> TextSurprise | None:
         """Score the text under the chosen model; the coloured text (or the problem) shows in `output`."""
