@@ -88,9 +88,6 @@ def save_checkpoint(obj: dict, path: Path) -> None:
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
-_atomic_torch_save = save_checkpoint  # the old name, kept for callers outside slmlib
-
-
 def build_checkpoint(model: TinyGPT, config: LevelConfig, vocab: Vocab, history: dict | None,
                      data_stats: dict | None, kind: str = "model", **extra) -> dict:
     return {
