@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +30,42 @@ def kernel_name() -> str:
     return KERNEL_NAME if KERNEL_NAME in find_kernel_specs() else "python3"
 
 
+# ipykernel logs this at every start (ipykernel/kernelapp.py, init_sockets) to the stderr it inherits,
+# so it is the kernel process, not papermill's logging, that prints it: eleven times in `make course`.
+# The kernel listens on localhost and the user cannot act on it; every other line passes through.
+KERNEL_NOISE = b"Kernel is running over TCP without encryption"
+
+
+def _forward_stderr(fd: int) -> None:
+    with open(fd, "rb") as lines:
+        for line in lines:
+            if KERNEL_NOISE not in line:
+                sys.stderr.write(line.decode(errors="replace"))
+                sys.stderr.flush()
+
+
+def quiet_kernel_manager():
+    """jupyter_client's AsyncKernelManager, with the kernel's stderr read through a pipe that
+    drops KERNEL_NOISE (a class made here, so importing this module does not import jupyter_client)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class QuietKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            if kw.get("stderr") is not None:  # someone else chose where it goes
+                return await super()._async_launch_kernel(kernel_cmd, **kw)
+            read, write = os.pipe()
+            try:
+                await super()._async_launch_kernel(kernel_cmd, **{**kw, "stderr": write})
+            except BaseException:
+                os.close(read)
+                raise
+            finally:
+                os.close(write)  # the kernel holds its own copy; the pipe ends when the kernel does
+            threading.Thread(target=_forward_stderr, args=(read,), daemon=True).start()
+
+    return QuietKernelManager
+
+
 def run_notebook(path: Path, out_path: Path, parameters: dict, timeout: int | None = None,
                  cwd: Path | None = None) -> dict:
     """Execute one notebook; returns {notebook, seconds, status, error}.
@@ -43,7 +82,8 @@ def run_notebook(path: Path, out_path: Path, parameters: dict, timeout: int | No
     row = {"notebook": path.name, "status": "ok", "error": ""}
     try:
         pm.execute_notebook(str(path), str(partial), parameters=parameters, kernel_name=kernel_name(),
-                            cwd=str(cwd or path.parent), progress_bar=False, execution_timeout=timeout)
+                            cwd=str(cwd or path.parent), progress_bar=False, execution_timeout=timeout,
+                            kernel_manager_class=quiet_kernel_manager())
     except pm.PapermillExecutionError as e:
         row.update(status="failed", error=f"cell {e.exec_count}: {e.ename}: {e.evalue}")
     except Exception as e:  # kernel died, bad parameters, unreadable notebook...

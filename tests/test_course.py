@@ -56,3 +56,19 @@ def test_a_rerun_skips_the_lessons_that_finished(tmp_path, monkeypatch, capsys):
     assert ran[2:] == ["01_a.ipynb", "02_b.ipynb"]  # and so does every lesson after it
     assert course.run_course(only=["a", "b"], out_dir=out, fresh=True)
     assert ran[4:] == ["01_a.ipynb", "02_b.ipynb"]
+
+
+def test_the_kernels_tcp_warning_is_dropped_and_its_other_stderr_kept(tmp_path, capfd):
+    """ipykernel prints 'Kernel is running over TCP without encryption' at every start (eleven times
+    in `make course`); run_notebook drops that line alone from the kernel's stderr."""
+    import time
+
+    src = tmp_path / "n.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import os\nos.write(2, b'a line the kernel wrote to its stderr\\n')")]), src)
+    row = course.run_notebook(src, tmp_path / "out.ipynb", {})
+    assert row["status"] == "ok", row
+    time.sleep(0.5)  # the pipe is read by a thread: let it write the kernel's last lines
+    err = capfd.readouterr().err
+    assert "a line the kernel wrote to its stderr" in err
+    assert course.KERNEL_NOISE.decode() not in err
