@@ -226,3 +226,18 @@ def test_grade_command(tmp_path, capsys):
     assert (tmp_path / "g.md").is_file()
     assert main(["grade", str(tmp_path / "nowhere")]) == 2
     assert "submissions folder not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("typo", ["## BEGIN SOLUTION", "x = 1  ### BEGIN SOLUTION", "### begin solution",
+                                  "#### END SOLUTION", "y = 2 # END SOLUTION"])
+def test_a_mistyped_marker_stops_the_build_before_the_answer_is_published(tmp_path, typo):
+    solution = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(f"{typo}\nanswer = 42\n### END SOLUTION"
+                                                                         if "BEGIN" in typo.upper() else
+                                                                         f"### BEGIN SOLUTION\nanswer = 42\n{typo}")])
+    (tmp_path / "solutions").mkdir()
+    nbformat.write(solution, tmp_path / "solutions" / "ex01_x.ipynb")
+    with pytest.raises(ex.SolutionMarkerError) as e:
+        ex.build_exercises(solutions_dir=tmp_path / "solutions", exercises_dir=tmp_path / "exercises")
+    message = str(e.value)
+    assert "ex01_x.ipynb, cell 0" in message and "alone on its line" in message and "\n" not in message
+    assert not (tmp_path / "exercises").exists(), "nothing written"
