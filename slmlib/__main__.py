@@ -184,11 +184,12 @@ def cmd_exercises(args) -> None:
 
 
 def cmd_grade(args) -> int | None:
-    from .exercises import grade_submissions
+    from .grading import grade_submissions
 
     try:
         cap = {} if args.memory_mb is None else {"memory_mb": args.memory_mb}
-        grade_submissions(args.submissions, out=args.out, timeout=args.timeout, jobs=args.jobs, **cap)
+        grade_submissions(args.submissions, out=args.out, timeout=args.timeout, jobs=args.jobs, force=args.force,
+                          **cap)
     except KeyboardInterrupt:  # grade_submissions has said what it kept and how to go on
         return INTERRUPTED
 
@@ -328,7 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     gr = sub.add_parser("grade", help="run students' exercise notebooks and write a score table",
                         description="Runs every notebook in a copy of its submission, with a kernel of its own, "
-                                    "as you: grade in an account you don't mind the students' code using.")
+                                    "in a bubblewrap sandbox where one works (else as you: then grade in an "
+                                    "account you don't mind the students' code using). The checks come from "
+                                    "exercises/, never from the notebooks.")
     gr.add_argument("submissions", type=Path,
                     help="folder with one notebook or one folder per student (or a single notebook)")
     gr.add_argument("--out", type=Path, default=Path("grades.csv"),
@@ -336,7 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--timeout", type=whole_number(1), default=600, help="seconds allowed per notebook")
     gr.add_argument("--jobs", type=whole_number(1, 256), default=1, help="notebooks graded at the same time")
     gr.add_argument("--memory-mb", type=whole_number(0),
-                    help="address space each kernel may use, in MB (default 4096; Linux only; 0: no cap)")
+                    help="memory each notebook may use, in MB (default 4096; Linux only; 0: no cap)")
+    gr.add_argument("--force", action="store_true",
+                    help="replace an --out file (or its .md) that is not a grade table written by grade")
     gr.set_defaults(func=cmd_grade)
 
     b = sub.add_parser("bench", help="measure training speed, vocabulary speed-up, utilisation, generation")
