@@ -68,7 +68,7 @@ WRONG: dict[str, list[Wrong]] = {
         Wrong("tokens seen without the window length", 1,
               (_reuse('history = train(cfg, out=OUT / "ultra_tiny.pt")\n', ""),
                ("cfg.max_iters * cfg.batch_size * cfg.block_size", "cfg.max_iters * cfg.batch_size")),
-              "tokens_seen = cfg.max_iters * cfg.batch_size * cfg.block_size"),
+              "steps x windows per step x tokens per window"),
         Wrong("best step = the last step", 2,
               (("return iters[val_losses.index(min(val_losses))]", "return iters[-1]"),), "return the step"),
         Wrong("best step = the position in the list", 2,
