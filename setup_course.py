@@ -133,7 +133,7 @@ def run_steps(steps: list[tuple[str, list[str]]], platform: str) -> None:
 
 def next_steps(venv: str | None, platform: str) -> str:
     py = "python" if venv is None else venv_python(venv, platform)
-    return (f"Set up. Open the lessons:   {py} -m jupyter lab notebooks\n"
+    return (f"Set up. Open the course:    {py} -m jupyter lab   (lessons: notebooks/, exercises: exercises/)\n"
             f"Check the course quickly:   {py} -m slmlib course --smoke\n"
             f"Run all the tests:          {py} -m pytest tests notebooks --nbval-lax "
             f"--nbval-kernel-name {KERNEL_NAME} -p no:cacheprovider")

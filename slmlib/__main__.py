@@ -183,6 +183,15 @@ def cmd_exercises(args) -> None:
           f"{'differ' if args.check else 'changed'}")
 
 
+def cmd_release(args) -> None:
+    from .release import build_release
+
+    written = build_release(args.dest, force=args.force)
+    print(f"student release: {len(written)} files in {args.dest} (lessons, exercises, data, slmlib, set-up; "
+          "no solutions/, and no solution line found in it). Hand out that folder; `make lab` inside it "
+          "sets up and opens the course.")
+
+
 def cmd_grade(args) -> int | None:
     from .grading import grade_submissions
 
@@ -326,6 +335,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("action", choices=["build"])
     e.add_argument("--check", action="store_true", help="only check that exercises/ is up to date")
     e.set_defaults(func=cmd_exercises)
+
+    r = sub.add_parser("release", help="build the folder students get: everything but solutions/",
+                       description="Copies the lessons, exercises, data, slmlib and the set-up files into DEST, "
+                                   "then reads it back and refuses (removing DEST) if any solution text is in it.")
+    r.add_argument("dest", type=Path, help="a new or empty folder, e.g. build/student-release")
+    r.add_argument("--force", action="store_true", help="replace an earlier release in DEST")
+    r.set_defaults(func=cmd_release)
 
     gr = sub.add_parser("grade", help="run students' exercise notebooks and write a score table",
                         description="Runs every notebook in a copy of its submission, with a kernel of its own, "

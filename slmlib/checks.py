@@ -18,7 +18,8 @@ MIN_PYTHON = (3, 10)  # pyproject.toml: requires-python = ">=3.10"
 MIN_FREE_BYTES = 2 * 1024**3
 KERNEL_NAME = "slm-course"
 WIDGETS_EXTENSION = "@jupyter-widgets/jupyterlab-manager"
-LAB = "`make lab`, or `.venv/bin/python -m jupyter lab notebooks` (Windows: `.venv\\Scripts\\python -m jupyter lab notebooks`)"
+LAB = ("`make lab`, or from the course folder `.venv/bin/python -m jupyter lab` "
+       "(Windows: `.venv\\Scripts\\python -m jupyter lab`)")
 
 
 def setup_command(flags: str = "") -> str:
