@@ -64,15 +64,42 @@ def describe(cfg: LevelConfig, data) -> str:
             f"learning rate {cfg.lr:g} (warm-up {cfg.warmup_iters} steps, then {cfg.lr_schedule} decay)")
 
 
-def verdict(gap: float) -> str:
+TURNED_UP = 0.05  # nats: a validation loss this far above its best has turned up (the fixed windows' noise is smaller)
+FAR_ABOVE_FLOOR = 1.0  # nats: a training loss this far above the entropy floor has not fitted its stories yet
+
+
+def verdict(gap: float, rise: float | None = None, train_above_floor: float | None = None,
+            still_falling: bool | None = None) -> str:
+    """One line on what the run shows. Only the gap when nothing else is known; with the run's history
+    (rise: how far the validation loss came back up after its best; train_above_floor: final training
+    loss minus the entropy floor; still_falling: the validation loss was still going down at the end)
+    a run that has not turned up and is far from fitting its stories is called what it is: underfit.
+    """
+    turned_up = rise is not None and rise >= TURNED_UP
+    far = train_above_floor is not None and train_above_floor > FAR_ABOVE_FLOOR
+    if not turned_up and (far or (train_above_floor is None and still_falling)):
+        why = (f"the training loss is still {train_above_floor:.2f} nats above the floor" if far
+               else "the validation loss was still falling at the end")
+        return (f"underfit: still learning ({why} and the validation loss has not turned up, so a gap of "
+                f"{gap:+.2f} is not overfitting yet; train longer before judging)")
+    rose = f", and the validation loss turned up by {rise:+.3f} after its best" if turned_up else ""
     if gap >= 0.3:
-        return "clear overfitting: the model does much better on stories it has seen"
+        return f"clear overfitting: the model does much better on stories it has seen{rose}"
     if gap >= 0.1:
-        return "some overfitting"
+        return f"some overfitting{rose}"
     if gap < 0:
         return ("no gap: slightly lower on unseen stories, which is noise (the two numbers come from "
                 "different windows of text), not a model that prefers new stories")
     return "almost no gap: the model does as well on new stories as on its training stories"
+
+
+def run_verdict(history, floor: float | None = None) -> str:
+    """verdict() for a finished run: the gap, and what its curves and the floor say."""
+    f, vals = history.final, history.val_loss
+    still_falling = bool(history.best and len(vals) >= 2 and history.best["iter"] == history.iters[-1]
+                         and vals[-1] < vals[-2] - 0.01)
+    return verdict(f["gap"], rise=history.overfit_by,
+                   train_above_floor=None if floor is None else f["train_loss"] - floor, still_falling=still_falling)
 
 
 def summarize(history, floor: float | None = None) -> str:
@@ -96,7 +123,7 @@ def summarize(history, floor: float | None = None) -> str:
     if floor is not None:
         lines.append(f"entropy floor {floor:.3f}: val loss is {f['val_loss'] - floor:.3f} nats above it, "
                      f"train loss {f['train_loss'] - floor:+.3f}")
-    lines.append(f"verdict: {verdict(f['gap'])}")
+    lines.append(f"verdict: {run_verdict(history, floor)}")
     lines.append(f"trained in {history.seconds:.1f} s; saved to {history.path}")
     return "\n".join(lines)
 

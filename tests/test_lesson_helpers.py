@@ -1,0 +1,57 @@
+"""slmlib.lesson: the verdict a summary prints, and the lessons' parameter checks."""
+from __future__ import annotations
+
+import pytest
+
+from slmlib.history import History
+from slmlib.lesson import summarize, verdict
+
+FLOOR = 0.632
+
+
+def _history(points, max_iters):
+    h = History(config={"max_iters": max_iters}, status="completed", seconds=1.0)
+    for it, train, val in points:
+        h.record({"iter": it, "train_loss": train, "val_loss": val})
+    train, val = points[-1][1:]
+    h.final = {"train_loss": train, "val_loss": val, "gap": val - train}
+    return h
+
+
+# lesson 03 with `-p max_iters 100` (the README's old "too slow" advice), measured here: no U-turn,
+# the training loss far above the floor, and a gap the old verdict called "clear overfitting"
+UNDERFIT_100 = [(0, 7.672, 7.674), (20, 6.126, 6.260), (40, 5.671, 5.915), (60, 5.308, 5.611),
+                (80, 4.928, 5.293), (100, 4.723, 5.125)]
+# lesson 03 at its defaults (README's level table): best 4.038 at step 200 of 800, then up to 5.098
+OVERFIT_800 = [(0, 7.67, 7.67), (200, 2.9, 4.038), (400, 1.2, 4.5), (600, 0.75, 4.9), (800, 0.628, 5.098)]
+
+
+def test_an_underfit_run_is_not_called_overfit():
+    h = _history(UNDERFIT_100, 100)
+    assert h.final["gap"] > 0.3  # by the gap alone: "clear overfitting"
+    text = summarize(h, floor=FLOOR)
+    line = next(ln for ln in text.splitlines() if ln.startswith("verdict:"))
+    assert "underfit: still learning" in line and "4.09 nats above the floor" in line
+    assert "overfitting:" not in line and "clear" not in line
+
+
+def test_an_overfit_run_is_still_called_overfit():
+    text = summarize(_history(OVERFIT_800, 800), floor=FLOOR)
+    assert "verdict: clear overfitting" in text and "turned up by +1.060" in text
+
+
+def test_without_a_floor_the_curve_decides():
+    # real TinyStories (no known floor): a validation loss still falling is still learning
+    assert "underfit: still learning" in summarize(_history(UNDERFIT_100, 100))
+    assert "clear overfitting" in summarize(_history(OVERFIT_800, 800))
+    # a flat end with a gap and no floor: the gap speaks
+    flat = [(0, 7.0, 7.0), (50, 3.0, 3.5), (100, 2.9, 3.5)]
+    assert "clear overfitting" in summarize(_history(flat, 100))
+
+
+def test_verdict_by_the_gap_alone_is_unchanged():
+    assert "clear overfitting" in verdict(0.8) and "some overfitting" in verdict(0.2)
+    assert "almost no gap" in verdict(0.02) and "noise" in verdict(-0.01)
+    # near the floor with no rise: the gap is the lesson (small, medium, large at their defaults)
+    assert "some overfitting" in verdict(0.189, rise=0.0, train_above_floor=0.787)
+    assert "almost no gap" in verdict(0.032, rise=0.0, train_above_floor=0.386)
