@@ -2,20 +2,23 @@
 
 Every control is an attribute, so tests drive it without a browser:
 `pg.prompt.value = "Once"; pg.generate_button.click(); pg.text.value`.
-Executed notebooks (papermill) keep only a text stand-in for widgets, so `show()` also
-leaves a static snapshot (a generated sample and the probability chart) under the widget.
+Executed notebooks (papermill) keep no widget state, so a lesson shows what must survive there
+(samples, the coloured surprise view) with its own print or display, not with a copy under the widget.
 """
 from __future__ import annotations
 
 import html
 import io
+import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
 
 from .checkpoint import CheckpointError, load_model, read_index
+from .data import load_stats
 from .errors import CourseError
 from .generation import generate_text, next_token_table
 from .paths import MODELS_DIR
@@ -25,26 +28,59 @@ from .surprise import TextSurprise, score_text
 LEVEL_ORDER = ("ultra_tiny", "tiny", "small", "medium", "large")
 
 
-def saved_models(models_dir: str | Path = MODELS_DIR) -> dict[str, Path]:
-    """Label -> checkpoint path for every finished model in the folder, smallest level first.
+@dataclass(frozen=True)
+class SavedModel:
+    """One finished checkpoint as the pickers list it."""
 
-    The levels' own models come first under their plain names; experiments (other settings,
-    models/experiments/) are labelled with what they changed, so one never passes for the other.
-    """
+    label: str  # what the dropdown shows: level, stories or what changed, validation loss
+    path: Path
+    level_rank: int  # LEVEL_ORDER's position; 99 for anything else
+    own: bool  # the level's own model (its default settings), not an experiment
+
+
+def _uniform_loss() -> float | None:
+    """ln V, the loss of a uniform guess over the course's compact vocabulary (None if unknown)."""
+    try:
+        return math.log(load_stats()["compact_vocab_size"])
+    except (CourseError, OSError, KeyError, ValueError):
+        return None
+
+
+def model_list(models_dir: str | Path = MODELS_DIR) -> list[SavedModel]:
+    """Every finished model in the folder: the levels' own models first, smallest level first, then
+    experiments (other settings, models/experiments/), labelled with what they changed, so one never
+    passes for the other. Each label ends with the model's validation loss against ln V, the loss of a
+    uniform guess, so a barely trained model shows as one."""
     models_dir = Path(models_dir)
-    entries = read_index(models_dir)["models"].values()
     rank = {name: i for i, name in enumerate(LEVEL_ORDER)}
-    own, experiments = {}, {}
-    for e in sorted(entries, key=lambda e: (rank.get(e["level"], 99), e["file"])):
+    uniform = _uniform_loss()
+    found = []
+    for e in read_index(models_dir)["models"].values():
         if not (models_dir / e["file"]).is_file():
             continue
         changed = e.get("settings") or {}
-        if not changed and "/" not in e["file"]:
-            own[f"{e['level']} ({e['stories']} stories)"] = models_dir / e["file"]
+        own = not changed and "/" not in e["file"]
+        if own:
+            name = f"{e['level']} ({e['stories']:,} stories)"
         else:
             what = ", ".join(f"{k}={v}" for k, v in changed.items()) or Path(e["file"]).stem
-            experiments[f"{e['level']} experiment ({what})"] = models_dir / e["file"]
-    return {**own, **experiments}
+            name = f"{e['level']} experiment ({what})"
+        val = e.get("best_val", e.get("val_loss"))
+        if isinstance(val, (int, float)):  # the saved weights are the run's best-validation ones
+            name += f" · val loss {val:.2f}" + (f" (uniform guess {uniform:.2f})" if uniform and "corpus" not in changed else "")
+        found.append(SavedModel(name, models_dir / e["file"], rank.get(e["level"], 99), own))
+    return sorted(found, key=lambda m: (not m.own, m.level_rank, m.label))
+
+
+def saved_models(models_dir: str | Path = MODELS_DIR) -> dict[str, Path]:
+    """Label -> checkpoint path, in model_list's order."""
+    return {m.label: m.path for m in model_list(models_dir)}
+
+
+def largest_model(models: list[SavedModel]) -> SavedModel:
+    """The largest level's own model; only when no level has its own model, the largest experiment."""
+    pool = [m for m in models if m.own] or models
+    return max(pool, key=lambda m: m.level_rank if m.level_rank != 99 else -1)
 
 
 def figure_png(fig) -> bytes:
@@ -57,15 +93,18 @@ def figure_png(fig) -> bytes:
 class _ModelChoice:
     """The saved models, a dropdown to pick one, and each picked model loaded once."""
 
-    def _pick_models(self, models_dir: str | Path, default_index: int, style: dict) -> None:
-        self.models = saved_models(models_dir)
-        if not self.models:
+    def _pick_models(self, models_dir: str | Path, largest: bool, style: dict) -> None:
+        """largest: start on the largest level's own model (else the smallest level's)."""
+        found = model_list(models_dir)
+        if not found:
             raise CheckpointError(
                 f"no trained models in {models_dir}. Run lessons 03-07 first "
                 "(or `python -m slmlib train --level all`), then run this cell again.")
+        self.models = {m.label: m.path for m in found}
         self._cache: dict[Path, tuple] = {}
-        self.model_picker = W.Dropdown(options=list(self.models), value=list(self.models)[default_index],
-                                       description="Model", style=style, layout=W.Layout(width="520px"))
+        self.model_picker = W.Dropdown(options=list(self.models),
+                                       value=largest_model(found).label if largest else found[0].label,
+                                       description="Model", style=style, layout=W.Layout(width="720px"))
 
     def _model(self):
         path = self.models[self.model_picker.value]
@@ -80,7 +119,7 @@ class GenerationPlayground(_ModelChoice):
     def __init__(self, models_dir: str | Path = MODELS_DIR, prompt: str = "Once upon a time"):
         style = {"description_width": "110px"}
         wide = W.Layout(width="520px")
-        self._pick_models(models_dir, -1, style)
+        self._pick_models(models_dir, True, style)
         self.prompt = W.Text(value=prompt, description="Prompt", style=style, layout=wide,
                              placeholder="Type the start of a story")
         self.temperature = W.FloatSlider(value=0.8, min=0.0, max=2.0, step=0.05, description="Temperature",
@@ -92,20 +131,37 @@ class GenerationPlayground(_ModelChoice):
         self.generate_button = W.Button(description="Generate", button_style="primary", icon="play")
         self.probs_button = W.Button(description="Next-token probabilities", icon="bar-chart",
                                      layout=W.Layout(width="auto"))
+        self.status = W.HTML(value="")  # "Generating ..." while the kernel works
         self.text = W.HTML(value="<i>Press Generate.</i>", layout=W.Layout(width="720px"))
-        self.chart = W.Image(format="png", layout=W.Layout(width="560px"))
+        self.chart = W.Image(format="png", layout=W.Layout(width="560px", display="none"))  # hidden until drawn
+        for w, name in ((self.status, "slm-status"), (self.text, "slm-sample"), (self.chart, "slm-chart")):
+            w.add_class(name)
         self.generate_button.on_click(lambda _: self.generate())
         self.probs_button.on_click(lambda _: self.show_probabilities())
         self.widget = W.VBox([
             W.HTML("<b>Generation playground</b>"), self.model_picker, self.prompt, self.temperature,
             self.top_k, self.max_tokens, self.seed, W.HBox([self.generate_button, self.probs_button]),
-            self.text, self.chart])
+            self.status, self.text, self.chart])
 
     def _message(self, text: str, color: str = "#b00020") -> None:
         self.text.value = f"<span style='color:{color}'>{html.escape(text)}</span>"
 
+    def _settings(self) -> str:
+        """What produces a sample, as the kernel received it."""
+        top_k = self.top_k.value or "all"
+        greedy = " (greedy: always the likeliest token)" if self.temperature.value == 0 else ""
+        return (f"{self.model_picker.value}; temperature {self.temperature.value:.2f}{greedy}, "
+                f"top-k {top_k}, seed {self.seed.value}")
+
+    def _busy(self, what: str | None) -> None:
+        """Show that the kernel is working (buttons off, a status line), or that it is done."""
+        self.generate_button.disabled = self.probs_button.disabled = what is not None
+        self.status.value = "" if what is None else f"<i style='color:#555'>{html.escape(what)}</i>"
+
     def generate(self) -> str | None:
         """Generate with the current settings; the result (or the problem) shows in `text`."""
+        settings = self._settings()
+        self._busy(f"Generating {self.max_tokens.value} tokens at most with {settings} ...")
         try:
             model, info = self._model()
             with warnings.catch_warnings(record=True) as caught:
@@ -115,41 +171,47 @@ class GenerationPlayground(_ModelChoice):
         except CourseError as e:  # the user can fix it: say how; a bug keeps its traceback
             self._message(str(e))
             return None
+        finally:
+            self._busy(None)
         note = "".join(f"<div style='color:#8a6d00'>note: {html.escape(str(w.message))}</div>" for w in caught)
         prompt = self.prompt.value
-        self.chart.value = b""  # the old chart belonged to the old prompt
-        self.text.value = (f"<div style='font-family:monospace;white-space:pre-wrap'><b>{html.escape(prompt)}</b>"
-                           f"{html.escape(out[len(prompt):])}</div>{note}")
+        self.chart.layout.display = "none"  # the old chart belonged to the old prompt
+        # line-height: the widget's own is the height of a control, which double-spaces a paragraph
+        self.text.value = (f"<div style='font-family:monospace;white-space:pre-wrap;line-height:1.5'>"
+                           f"<b>{html.escape(prompt)}</b>{html.escape(out[len(prompt):])}</div>"
+                           f"<div class='slm-settings' style='color:#555;font-size:12px;line-height:1.5'>"
+                           f"sampled from {html.escape(settings)}</div>{note}")
         return out
 
     def show_probabilities(self, k: int = 10) -> list[tuple[str, float]] | None:
-        """Bar chart of the k most likely next tokens after the prompt."""
+        """Bar chart of the k most likely next tokens after the prompt, at the slider's temperature
+        (the distribution Generate samples from, before top-k; at temperature 1 the model's own)."""
+        temperature = self.temperature.value
+        self._busy("Computing the next-token probabilities ...")
         try:
             model, info = self._model()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                table = next_token_table(model, info["vocab"], self.prompt.value, k,
-                                         max(self.temperature.value, 1e-3))
+                table = next_token_table(model, info["vocab"], self.prompt.value, k, max(temperature, 1e-3))
         except CourseError as e:  # the user can fix it: say how; a bug keeps its traceback
             self._message(str(e))
             return None
-        fig, ax = plt.subplots(figsize=(6, 0.35 * k + 1))
+        finally:
+            self._busy(None)
+        fig, ax = plt.subplots(figsize=(6, 0.35 * k + 1.2))
+        scaled = "the model's own" if temperature == 1 else f"scaled by temperature {temperature:.2f}"
         plot_next_token_probs([t for t, _ in table], [p for _, p in table],
-                              f"{self.model_picker.value}: after {self.prompt.value!r}", ax=ax)
+                              f"{self.model_picker.value.split(' · ')[0]}: after {self.prompt.value!r}\n"
+                              f"probabilities {scaled}", ax=ax)
         self.chart.value = figure_png(fig)
+        self.chart.layout.display = None
         return table
 
     def show(self) -> None:
-        """Display the widget, plus a static snapshot that survives in executed notebooks."""
-        from IPython.display import Image, Markdown, display
+        """Display the widget (executed notebooks keep no widget state: the lesson prints samples too)."""
+        from IPython.display import display
 
         display(self.widget)
-        sample = self.generate()
-        table = self.show_probabilities()
-        if sample is not None and table is not None:
-            display(Markdown(f"**Snapshot** ({self.model_picker.value}, temperature "
-                             f"{self.temperature.value}, seed {self.seed.value}):\n\n> {sample}"))
-            display(Image(self.chart.value))
 
     def _ipython_display_(self) -> None:
         self.show()
@@ -163,13 +225,13 @@ def generation_playground(models_dir: str | Path = MODELS_DIR, prompt: str = "On
 class SurpriseView(_ModelChoice):
     """Pick a model, type a text, press Score: every token coloured by how surprised the model is.
 
-    Hover a token for its loss and the model's top guesses; click it to keep them open.
+    Hover a token for its loss; click it for the model's top guesses there.
     `view.text.value = "..."; view.score_button.click(); view.output.value` drives it from Python.
     """
 
     def __init__(self, models_dir: str | Path = MODELS_DIR, text: str = "Once upon a time, there was a little dog."):
         style = {"description_width": "110px"}
-        self._pick_models(models_dir, 0, style)
+        self._pick_models(models_dir, False, style)
         self.text = W.Textarea(value=text, description="Text", style=style, placeholder="Type or paste a text",
                                layout=W.Layout(width="720px", height="90px"))
         self.score_button = W.Button(description="Score", button_style="primary", icon="search")
@@ -193,12 +255,12 @@ class SurpriseView(_ModelChoice):
         return self.last
 
     def show(self) -> None:
-        """Display the widget, plus a static copy of its view that survives in executed notebooks."""
-        from IPython.display import HTML, display
+        """Display the widget, scored once (executed notebooks keep no widget state: the lesson
+        displays its own scored texts)."""
+        from IPython.display import display
 
         display(self.widget)
-        if self.score() is not None:
-            display(HTML(self.last.to_html()))
+        self.score()
 
     def _ipython_display_(self) -> None:
         self.show()

@@ -4,7 +4,8 @@ import pytest
 from slmlib.checkpoint import CheckpointError
 from slmlib.data import load_data
 from slmlib.train import train
-from slmlib.widgets import GenerationPlayground, saved_models
+import slmlib.widgets as widgets
+from slmlib.widgets import GenerationPlayground, SurpriseView, saved_models
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +34,74 @@ def test_generate_button_writes_text_starting_with_the_prompt(models_dir):
     assert pg.text.value != first
 
 
-def test_probability_button_draws_a_chart(models_dir):
+def test_each_sample_says_what_produced_it_and_the_buttons_come_back(models_dir):
     pg = GenerationPlayground(models_dir)
-    assert pg.chart.value == b""
+    pg.max_tokens.value = 5
+    seen = []  # the state the browser is sent while the kernel generates
+    pg.status.observe(lambda c: seen.append((c["new"], pg.generate_button.disabled)), names="value")
+    pg.temperature.value, pg.top_k.value, pg.seed.value = 0.0, 0, 7
+    pg.generate_button.click()
+    assert seen and "Generating" in seen[0][0] and seen[0][1], "no sign of work while generating"
+    assert pg.status.value == "" and not pg.generate_button.disabled and not pg.probs_button.disabled
+    assert (f"{pg.model_picker.value}; temperature 0.00 (greedy: always the likeliest token), "
+            "top-k all, seed 7") in pg.text.value
+    assert "line-height:1.5" in pg.text.value  # the widget's own line height double-spaces a paragraph
+
+
+def test_probability_button_draws_a_chart_and_generate_hides_it_without_a_broken_image(models_dir):
+    pg = GenerationPlayground(models_dir)
+    assert pg.chart.layout.display == "none"  # nothing to show yet: hidden, not an empty image
     pg.probs_button.click()
-    assert pg.chart.value[:8] == b"\x89PNG\r\n\x1a\n"
+    assert pg.chart.value[:8] == b"\x89PNG\r\n\x1a\n" and pg.chart.layout.display is None
+    pg.max_tokens.value = 5
+    pg.generate_button.click()  # the chart belonged to the old prompt: hidden, never set to empty bytes
+    assert pg.chart.layout.display == "none" and pg.chart.value[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_showing_the_playground_leaves_no_static_copy_under_it(models_dir, monkeypatch):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs: shown.extend(objs))
+    pg = GenerationPlayground(models_dir)
+    pg.show()
+    assert shown == [pg.widget]
+    view = SurpriseView(models_dir)
+    shown.clear()
+    view.show()
+    assert shown == [view.widget] and "slm-surprise" in view.output.value
+
+
+def _fake_index(tmp_path, monkeypatch, entries):
+    for e in entries:
+        (tmp_path / e["file"]).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / e["file"]).write_bytes(b"")
+    monkeypatch.setattr(widgets, "read_index", lambda d: {"models": {e["file"]: e for e in entries}})
+
+
+def test_the_playground_opens_on_the_largest_levels_own_model_not_the_last_or_an_experiment(tmp_path, monkeypatch):
+    """After the README's `train --level tiny --max-iters 100` an experiment sorts last; it is not the default."""
+    _fake_index(tmp_path, monkeypatch, [
+        {"file": "model_ultra_tiny_100_stories.pt", "level": "ultra_tiny", "stories": 100, "best_val": 4.6},
+        {"file": "model_small_1000_stories.pt", "level": "small", "stories": 1000, "best_val": 2.9},
+        {"file": "model_tiny_200_stories.pt", "level": "tiny", "stories": 200, "best_val": 3.9},
+        {"file": "experiments/model_large_10000_stories__max_iters=5.pt", "level": "large", "stories": 10000,
+         "settings": {"max_iters": 5}, "best_val": 7.65},
+        {"file": "experiments/model_tiny_200_stories__max_iters=100.pt", "level": "tiny", "stories": 200,
+         "settings": {"max_iters": 100}, "best_val": 5.1},
+    ])
+    models = widgets.model_list(tmp_path)
+    assert [m.path.name for m in models][:3] == ["model_ultra_tiny_100_stories.pt", "model_tiny_200_stories.pt",
+                                                 "model_small_1000_stories.pt"]
+    default = widgets.largest_model(models)
+    assert default.path.name == "model_small_1000_stories.pt"
+    assert GenerationPlayground(tmp_path).model_picker.value == default.label
+    # the picker says how well each one learned, against a uniform guess (ln V)
+    assert default.label.startswith("small (1,000 stories) · val loss 2.90 (uniform guess 7.67)"), default.label
+    barely = next(m for m in models if "max_iters=5" in m.label)
+    assert barely.label.startswith("large experiment (max_iters=5) · val loss 7.65"), barely.label
+    # with no level's own model, the largest experiment
+    assert widgets.largest_model([m for m in models if not m.own]).level_rank == 4
 
 
 def test_empty_prompt_shows_a_message_not_a_crash(models_dir):
