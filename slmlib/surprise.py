@@ -5,7 +5,7 @@ module keeps the per-token numbers: `score_text` gives each token its loss, whet
 model's compact vocabulary knows it (an unknown token reaches the model as `<unk>`), and
 the model's top guesses at that position. `TextSurprise.to_html()` colours each token by
 its loss, static HTML that survives in executed notebooks (hover: `title`; click:
-`<details>`, no JavaScript, so JupyterLab's sanitiser keeps it).
+`<details>`, no JavaScript, so JupyterLab's sanitiser keeps it; one style sheet per view).
 
 It also scores the hand-written stories of data/handwritten_stories.txt, children's stories
 a person wrote, not the course's generator: text from beyond the world the models know.
@@ -263,31 +263,41 @@ def _shown(piece: str) -> str:
     return html.escape(piece.replace("\n", "↵"))
 
 
+# One style sheet per view, for what every token shares. Each token keeps inline only what the
+# view cannot be read without (its colour, and the tokens laid out in a line): JupyterLab strips
+# <style> from outputs it does not trust (a notebook executed elsewhere, e.g. by `make course`),
+# and those copies still show the coloured text. A story of 141 tokens is about 28 KB (with every
+# style inline it was 107 KB).
+_SHEET = ("<style>"
+          ".slm-text{font-size:13px;line-height:1.9;max-width:900px}"
+          ".slm-text>details{vertical-align:top}"
+          ".slm-text>details>summary{cursor:pointer;list-style:none}"
+          ".slm-text>details>summary::-webkit-details-marker{display:none}"
+          ".slm-text>details[open]>summary{box-shadow:0 0 0 2px #1a237e}"  # the clicked token
+          ".slm-text>details>span{display:block;margin:2px 4px 4px 0;background:#fff;color:#111;"
+          "border:1px solid #888;padding:2px 6px;white-space:pre;font-size:12px;line-height:1.4}"
+          ".slm-text>details>span::before{content:'the model expected:\\A'}"
+          "</style>")
+GUESSES_SHOWN = 3
+
+
 def _token_html(token: TokenSurprise, scale_max: float) -> str:
-    """One token: a <summary> coloured by its loss (hover: title) that opens its guesses (click).
-    Styles are inline and short: a <style> block would not survive the notebook's sanitiser, and
-    this markup repeats for every token."""
-    guesses = ", ".join(f"{g!r} {p:.0%}" for g, p in token.guesses)
-    unknown = " UNKNOWN to the vocabulary: the model saw <unk>." if token.unknown else ""
-    title = (f"{token.text!r}: {token.loss:.2f} nats (p {token.probability:.1%}, guess #{token.rank}).{unknown} "
-             f"Top guesses: {guesses}")
-    style = f"display:inline;cursor:pointer;background:{loss_color(token.loss, scale_max)}"
+    """One token: a <details> whose <summary> is the token coloured by its loss (hover: its
+    numbers) and whose body is the model's top guesses there (click). No JavaScript, so the
+    notebook's sanitiser keeps it; the markup repeats for every token, so it is kept short."""
+    style = f"display:inline;background:{loss_color(token.loss, scale_max)}"
     if _text_color(token.loss, scale_max) != "#111111":
-        style += ";color:#fff"
+        style += ";color:#fff"  # readable on the dark reds
     if token.unknown:
         style += ";outline:2px dashed #6a1b9a"
-    lines = [f"<b>{html.escape(repr(token.text))}</b> {token.loss:.2f} nats, guess #{token.rank}"
-             + (" (seen as &lt;unk&gt;)" if token.unknown else ""), "the model expected:"]
-    lines += [f"{html.escape(repr(g))} {p:.1%}" for g, p in token.guesses]
-    # In the flow of the text, beside the token: an absolutely placed box would be cut off at the
-    # bottom of a notebook's output area (overflow: auto), which is where the last line's would go.
-    popup = (f"<span class='slm-guesses' style='display:block;margin:2px 4px 4px 0;background:#fff;"
-             f"color:#111;border:1px solid #888;padding:2px 6px;white-space:pre;font-size:12px;line-height:1.4'>"
-             f"{'<br>'.join(lines)}</span>")
+    title = f"{token.loss:.2f} nats, guess #{token.rank}" + (", seen as <unk>" if token.unknown else "")
+    guesses = "\n".join(f"{html.escape(repr(g), quote=False)} {p:.0%}" for g, p in token.guesses[:GUESSES_SHOWN])
+    unknown = "\n(it saw only &lt;unk&gt; here: the word is not in its vocabulary)" if token.unknown else ""
     # inline-block: Chromium lays a display:inline <details> out as a block (one token per line).
-    return (f"<details class='slm-token' style='display:inline-block;vertical-align:top'>"
-            f"<summary style='{style}' title='{html.escape(title, quote=True)}'>{_shown(token.text)}</summary>"
-            f"{popup}</details>" + "\n" * token.text.count("\n"))
+    return (f"<details style=display:inline-block><summary style='{style}' "
+            f"title='{html.escape(title, quote=True)}'>{_shown(token.text)}</summary>"
+            f"<span>{guesses}{unknown}</span></details>"
+            + "\n" * token.text.count("\n"))
 
 
 def _legend_html(scale_max: float) -> str:
@@ -298,16 +308,16 @@ def _legend_html(scale_max: float) -> str:
     return (f"<div class='slm-legend' style='margin-top:6px;font-size:12px'>loss per token (nats): "
             f"<span style='color:#555'>sure</span> {swatches} <span style='color:#555'>lost</span>"
             f" &nbsp; <span style='outline:2px dashed #6a1b9a;padding:0 3px'>unknown</span> = not in the "
-            f"vocabulary (seen as &lt;unk&gt;). Hover a token for its numbers; click it for the model's guesses.</div>")
+            f"vocabulary (seen as &lt;unk&gt;). Hover a token for its loss; click it for the model's top guesses there.</div>")
 
 
 def surprise_html(surprise: TextSurprise, scale_max: float = SCALE_MAX) -> str:
     """The coloured text, its mean and a legend, as one self-contained HTML block."""
     tokens = "".join(_token_html(t, scale_max) for t in surprise.tokens)
-    return (f"<div class='slm-surprise' style='margin:4px 0 14px 0'>"
+    return (f"<div class='slm-surprise' style='margin:4px 0 14px 0'>{_SHEET}"
             f"<div class='slm-summary' style='font-weight:bold;margin-bottom:4px'>{html.escape(surprise.summary())}</div>"
-            f"<div class='slm-text' style='font-family:monospace;font-size:13px;line-height:1.9;white-space:pre-wrap;"
-            f"max-width:900px'>{tokens}</div>{_legend_html(scale_max)}</div>")
+            f"<div class='slm-text' style='font-family:monospace;white-space:pre-wrap'>{tokens}</div>"
+            f"{_legend_html(scale_max)}</div>")
 
 
 def surprising_table(surprise: TextSurprise, n: int = 10, context_tokens: int = 6) -> list[dict]:

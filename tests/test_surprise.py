@@ -68,14 +68,16 @@ def test_html_shows_every_token_its_guesses_the_mean_and_a_legend(trained):
     _, model, vocab, _, _ = trained
     surprise = score_text(model, vocab, NEW_WORDS + " A <b> tag & more", label="tiny test model")
     page = surprise.to_html()
-    assert page.count("<details class='slm-token'") == len(surprise.tokens)
+    assert page.count("<details ") == len(surprise.tokens)
     assert f"mean {surprise.mean_loss:.3f} nats/token" in page and "tiny test model" in page
     assert "slm-legend" in page and "unknown" in page and "<script" not in page
     assert "&lt;" in page and "&amp;" in page and "<b> tag" not in page  # escaped, never run as HTML
     first = surprise.tokens[0]
-    hover = html.escape(f"Top guesses: {first.guesses[0][0]!r} {first.guesses[0][1]:.0%}", quote=True)
-    assert hover in page  # guesses on hover (the title) ...
-    assert page.count("class='slm-guesses'") == len(surprise.tokens)  # ... and on click
+    assert f"title='{first.loss:.2f} nats, guess #{first.rank}'" in page  # its numbers on hover ...
+    guesses = "\n".join(html.escape(f"{g!r} {p:.0%}", quote=False) for g, p in first.guesses[:3])
+    assert f"<span>{guesses}" in page  # ... and the model's top guesses on click
+    assert page.count("<style>") == 1, "one style sheet per view, not a style on every token"
+    assert len(page) < 3000 + 250 * len(surprise.tokens), "markup repeated for every token: keep it short"
     rows = surprising_table(surprise, 3)
     assert [r["loss"] for r in rows] == sorted((r["loss"] for r in rows), reverse=True)
 
