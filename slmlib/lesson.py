@@ -22,8 +22,17 @@ def smoke_mode(smoke: bool | None) -> bool:
     return smoke
 
 
+LEVEL_LESSONS = {"ultra_tiny": "03_ultra_tiny", "tiny": "04_tiny", "small": "05_small", "medium": "06_medium",
+                 "large": "07_large"}
+
+
 def check_parameters(**params) -> None:
-    """Fail at the top of a notebook, with the fix, instead of deep inside a cell."""
+    """Fail at the top of a notebook, with the fix, instead of deep inside a cell.
+
+    lesson_level: the level a lesson (03-07) is written about; its `level` parameter may not name
+    another one, since the lesson's text would then describe a run it did not make.
+    """
+    lesson_level = params.pop("lesson_level", None)
     for name, value in params.items():
         if name == "smoke" and not isinstance(value, bool):
             raise ParameterError(f"parameter smoke must be True or False, got {value!r} "
@@ -38,7 +47,14 @@ def check_parameters(**params) -> None:
             raise ParameterError(f"parameter max_iters must be a whole number >= 1 or None, got {value!r} "
                                  "(papermill: -p max_iters 200)")
         if name == "level":
-            get_level(value)  # raises UnknownLevelError listing the valid levels
+            chosen = get_level(value).name  # raises UnknownLevelError listing the valid levels
+            if lesson_level is not None and chosen != lesson_level:
+                lesson = LEVEL_LESSONS.get(chosen)
+                where = (f"run notebooks/{lesson}.ipynb instead" if lesson else
+                         f"train it with `python -m slmlib train --level {chosen}`")
+                raise ParameterError(f"parameter level: this lesson is about {lesson_level} and its text describes "
+                                     f"that level's run, so it cannot train {chosen}; {where} "
+                                     "(-p max_iters N still shortens this lesson's own run)")
 
 
 def level_config(level, smoke: bool = False, max_iters: int | None = None, seed: int | None = None) -> LevelConfig:

@@ -55,3 +55,33 @@ def test_verdict_by_the_gap_alone_is_unchanged():
     # near the floor with no rise: the gap is the lesson (small, medium, large at their defaults)
     assert "some overfitting" in verdict(0.189, rise=0.0, train_above_floor=0.787)
     assert "almost no gap" in verdict(0.032, rise=0.0, train_above_floor=0.386)
+
+
+def test_a_level_lesson_refuses_another_level():
+    from slmlib.lesson import ParameterError, check_parameters
+
+    check_parameters(level="ultra_tiny", lesson_level="ultra_tiny")
+    check_parameters(level=1, lesson_level="ultra_tiny")  # the same level by number
+    with pytest.raises(ParameterError, match=r"about ultra_tiny .* run notebooks/04_tiny.ipynb instead") as err:
+        check_parameters(smoke=True, level="tiny", lesson_level="ultra_tiny")
+    assert "\n" not in str(err.value)
+    with pytest.raises(ParameterError, match="python -m slmlib train --level tinystories_gpu"):
+        check_parameters(level="tinystories_gpu", lesson_level="large")
+
+
+def test_papermill_sees_each_parameters_type():
+    """`papermill --help-notebook` showed 'Unknown type' for every parameter: the cells are annotated."""
+    import papermill
+
+    from slmlib.course import lesson_paths
+
+    lessons = lesson_paths()
+    assert len(lessons) >= 11
+    for path in lessons:
+        params = papermill.inspect_notebook(str(path))
+        assert {"smoke", "device", "seed"} <= set(params), path.name
+        types = {name: p["inferred_type_name"] for name, p in params.items()}
+        assert "None" not in types.values(), (path.name, types)
+        assert types["smoke"] == "Optional[bool]" and types["seed"] == "int", (path.name, types)
+        if "level" in params:
+            assert types["level"] == "str" and types["max_iters"] == "Optional[int]", (path.name, types)

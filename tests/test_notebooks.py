@@ -60,6 +60,9 @@ def test_bad_papermill_parameters_fail_clearly(tmp_path):
     assert "max_iters must be a whole number" in row["error"]
     row = run_notebook(lesson, tmp_path / "c.ipynb", {"smoke": "yes"})
     assert "smoke must be True or False" in row["error"]
+    row = run_notebook(lesson, tmp_path / "d.ipynb", {"smoke": True, "level": "tiny"})  # ultra-tiny's text, tiny's run
+    assert row["status"] == "failed" and "this lesson is about ultra_tiny" in row["error"] \
+        and "notebooks/04_tiny.ipynb" in row["error"]
 
 
 def test_comparison_before_training_says_what_to_run(tmp_path, monkeypatch):
@@ -70,13 +73,14 @@ def test_comparison_before_training_says_what_to_run(tmp_path, monkeypatch):
 
 
 def test_a_students_quick_try_never_replaces_a_levels_model(tmp_path, monkeypatch):
-    """The papermill run from issue 14: lesson 03 pointed at medium with a few steps."""
+    """The papermill run from issue 14, a few steps of medium (now in medium's own lesson: lesson 03 refuses
+    another level, as its text describes ultra-tiny's run)."""
     models = tmp_path / "models"
     monkeypatch.setenv("SLM_MODELS_DIR", str(models))
     own = models / "model_medium_3000_stories.pt"
     own.parent.mkdir()
     own.write_bytes(b"medium's trained model")
-    row = run_notebook(NOTEBOOKS_DIR / "03_ultra_tiny.ipynb", tmp_path / "03.ipynb",
+    row = run_notebook(NOTEBOOKS_DIR / "06_medium.ipynb", tmp_path / "06.ipynb",
                        {"smoke": True, "level": "medium", "max_iters": 3})
     assert row["status"] == "ok", row["error"]
     assert own.read_bytes() == b"medium's trained model"
