@@ -320,11 +320,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_data)
 
     c = sub.add_parser("course", help="run every lesson notebook with papermill (what `make course` does)")
-    c.add_argument("--smoke", action="store_true", help="tiny settings: checks the notebooks run, in about a minute")
+    c.add_argument("--smoke", action="store_true", help="tiny settings: checks the notebooks run; everything it writes, models "
+                        "included, goes to outputs/smoke/, never over the real run's results")
     c.add_argument("--only", nargs="+", help="run only notebooks whose names contain these strings")
     c.add_argument("--fresh", action="store_true",
                    help="rerun every lesson, even those an interrupted earlier run already finished")
-    c.add_argument("--out", type=folder, default=OUTPUTS_DIR / "executed")
+    c.add_argument("--out", type=folder, help="folder for the executed notebooks (default outputs/executed/; "
+                                              "with --smoke, outputs/smoke/executed/)")
     c.set_defaults(func=cmd_course)
 
     n = sub.add_parser("notebooks", help="maintainers: strip lesson outputs (refresh: re-record nbval-checked cells)")

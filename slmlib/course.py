@@ -7,10 +7,11 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-from .paths import OUTPUTS_DIR, ROOT, atomic_write
+from .paths import MODELS_DIR, OUTPUTS_DIR, ROOT, atomic_write
 
 NOTEBOOKS_DIR = ROOT / "notebooks"
 KERNEL_NAME = "slm-course"
@@ -98,6 +99,29 @@ def run_notebook(path: Path, out_path: Path, parameters: dict, timeout: int | No
 
 
 STATE_FILE = "course_state.json"
+SMOKE_DIR = OUTPUTS_DIR / "smoke"
+
+
+def run_folders(smoke: bool) -> tuple[Path, Path]:
+    """(outputs, models) a course run writes to. A smoke run keeps to outputs/smoke/ (its models in
+    outputs/smoke/models/), so it never replaces the real run's results, plots, executed copies or models."""
+    return (SMOKE_DIR, SMOKE_DIR / "models") if smoke else (OUTPUTS_DIR, MODELS_DIR)
+
+
+@contextmanager
+def kernel_folders(outputs: Path, models: Path) -> Iterator[None]:
+    """The kernels papermill starts inherit this process's environment: point their slmlib.paths there."""
+    wanted = {"SLM_OUTPUTS_DIR": str(outputs), "SLM_MODELS_DIR": str(models)}
+    saved = {key: os.environ.get(key) for key in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _fingerprint(path: Path, parameters: dict) -> str:
@@ -109,14 +133,14 @@ def _fingerprint(path: Path, parameters: dict) -> str:
     return h.hexdigest()
 
 
-def _models_still_there(path: Path, smoke: bool) -> bool:
+def _models_still_there(path: Path, smoke: bool, models_dir: Path = MODELS_DIR) -> bool:
     """A lesson that trains a level is only skipped while the model it saved is still there."""
     from .checkpoint import model_path
     from .config import LEVELS
     from .lesson import level_config
 
     level = next((name for name in LEVELS if path.stem.endswith(f"_{name}")), None)
-    return level is None or model_path(level_config(level, smoke=smoke)).is_file()
+    return level is None or model_path(level_config(level, smoke=smoke), models_dir).is_file()
 
 
 def _read_state(out_dir: Path) -> dict:
@@ -131,8 +155,11 @@ def _write_state(out_dir: Path, state: dict) -> None:
 
 
 def run_course(smoke: bool = False, only: Sequence[str] | None = None,
-               out_dir: Path = OUTPUTS_DIR / "executed", fresh: bool = False) -> bool:
+               out_dir: Path | None = None, fresh: bool = False) -> bool:
     """Run the lessons in order, stop at the first failure, print a summary. True if all passed.
+
+    Everything the lessons write goes to run_folders(smoke): outputs/ and models/, or for a smoke
+    run outputs/smoke/ alone; the executed copies to out_dir (default: executed/ in that folder).
 
     After an interruption, a rerun skips the lessons that already finished from the same
     notebook, library code and parameters (and says so); fresh=True reruns them all.
@@ -144,9 +171,13 @@ def run_course(smoke: bool = False, only: Sequence[str] | None = None,
     if not lessons:
         print(f"no lesson notebooks found in {NOTEBOOKS_DIR}" + (f" matching {only}" if only else ""))
         return False
+    outputs_dir, models_dir = run_folders(smoke)
+    out_dir = Path(out_dir) if out_dir is not None else outputs_dir / "executed"
     mode = "smoke (tiny settings)" if smoke else "full settings"
     print(f"Running {len(lessons)} lessons with papermill, {mode}, kernel {kernel_name()!r}.")
-    print(f"Executed copies go to {out_dir}/. Models are retrained by lessons 03-07, then loaded by the rest.\n")
+    print(f"Executed copies go to {out_dir}/. Models are retrained by lessons 03-07, then loaded by the rest.")
+    print(f"Results and plots go to {outputs_dir}/, models to {models_dir}/"
+          + (" (a smoke run touches nothing outside it)" if smoke else "") + ".\n")
     rows, start = [], time.perf_counter()
     out_dir = Path(out_dir)
     state = {} if fresh else _read_state(out_dir)
@@ -155,14 +186,15 @@ def run_course(smoke: bool = False, only: Sequence[str] | None = None,
         params = {"smoke": smoke}
         key = _fingerprint(path, params)
         if (chain_intact and state.get(path.name) == key and (out_dir / path.name).is_file()
-                and _models_still_there(path, smoke)):
+                and _models_still_there(path, smoke, models_dir)):
             print(f"[{i}/{len(lessons)}] {path.name}: skipped, it already ran to the end from the same "
                   "notebook, code and settings (`python -m slmlib course --fresh` reruns everything)", flush=True)
             rows.append({"notebook": path.name, "status": "ok", "error": "", "seconds": 0.0, "skipped": True})
             continue
         chain_intact = False
         print(f"[{i}/{len(lessons)}] {path.name} ...", flush=True)
-        row = run_notebook(path, out_dir / path.name, params)
+        with kernel_folders(outputs_dir, models_dir):
+            row = run_notebook(path, out_dir / path.name, params)
         rows.append(row)
         state[path.name] = key if row["status"] == "ok" else None
         _write_state(out_dir, state)
@@ -174,9 +206,9 @@ def run_course(smoke: bool = False, only: Sequence[str] | None = None,
     total = round(time.perf_counter() - start, 1)
     print("\n" + format_table(rows, ["notebook", "seconds", "status"]))
     print(f"\nTotal: {total:.0f} s ({total / 60:.1f} min)")
-    results = OUTPUTS_DIR / "ladder_results.json"
+    results = outputs_dir / "ladder_results.json"
     if results.is_file():
-        print("\nLadder results (outputs/ladder_results.json):")
+        print(f"\nLadder results ({results}):")
         print(format_table(json.loads(results.read_text())["levels"], LADDER_COLUMNS))
     if not smoke and not only:
         report_lesson_check()
