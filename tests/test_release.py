@@ -138,3 +138,18 @@ def test_lab_serves_the_course_folder():
         text = (ROOT / name).read_text()
         assert "jupyter lab notebooks" not in text, name
     assert "jupyter lab" in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_reset_outputs_keeps_the_venv_and_the_models(tmp_path):
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    for name in ("outputs/.gitkeep", "outputs/ladder_results.json", "outputs/executed/03_ultra_tiny.ipynb",
+                 "outputs/smoke/ladder_results.json", "models/model_tiny_200_stories.pt", "models/.gitkeep",
+                 ".venv/.installed", ".venv/bin/python"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    out = subprocess.run(["make", "reset-outputs"], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert left == [".venv/.installed", ".venv/bin/python", "Makefile", "models/.gitkeep",
+                    "models/model_tiny_200_stories.pt", "outputs/.gitkeep"]
