@@ -20,6 +20,27 @@ class UsageError(CourseError, ValueError):
     """A bad argument: a wrong value, or a combination that makes no sense."""
 
 
+class WriteError(CourseError, OSError):
+    """A file that cannot be written (a folder in the way, no permission, a full disk): names it.
+
+    Also an OSError (with the original errno and strerror), so code that falls back on an OSError
+    (a cache in a read-only folder, a model saved elsewhere) still does.
+    """
+
+    def __init__(self, path, error: OSError):
+        if isinstance(error, IsADirectoryError):
+            why, fix = "a folder of that name is in the way", "give a file name, not a folder"
+        elif isinstance(error, (FileExistsError, NotADirectoryError)):
+            why, fix = "a file is in the way of its folder", "choose another folder"
+        else:
+            why, fix = error.strerror or str(error), "choose a place you can write to (or free some space)"
+        super().__init__(f"cannot write {path}: {why}; {fix}")
+        self.errno, self.strerror, self.filename = error.errno, error.strerror, str(path)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
 def first_sentences(text: str, limit: int = 240) -> str:
     """The first line of a library's message, cut only at a sentence end (never mid-sentence).
 
