@@ -68,12 +68,18 @@ def previous_path_for(path: Path | str) -> Path:
 
 
 def keep_previous(path: Path | str) -> Path | None:
-    """Copy an existing model aside (name.previous.pt) before it is replaced; None if none."""
+    """Copy an existing model aside before it is replaced; None if none.
+
+    The copy goes to name.previous.pt, or, if that is taken (a second forced run), to the first free
+    name.N.previous.pt: the level's real model, kept aside by the first replacement, is never lost.
+    """
     path = Path(path)
     if not path.is_file():
         return None
     previous = previous_path_for(path)
-    shutil.copy2(path, previous)
+    if previous.exists():
+        previous = _first_free(lambda n: path.with_name(f"{path.stem}.{n}.previous.pt"))
+    atomic_write(previous, lambda tmp: shutil.copy2(path, tmp))
     return previous
 
 
@@ -81,6 +87,22 @@ def resume_path_for(path: Path | str) -> Path:
     """Where an interrupted run keeps its resumable state, beside the final model."""
     path = Path(path)
     return path.with_name(path.stem + ".resume.pt")
+
+
+def keep_earlier_resume(resume: Path | str) -> Path:
+    """Move an earlier run's resume file aside (name.earlier-N.resume.pt) before a new one is saved."""
+    resume = Path(resume)
+    base = resume.name.removesuffix(".resume.pt")
+    earlier = _first_free(lambda n: resume.with_name(f"{base}.earlier-{n}.resume.pt"))
+    resume.replace(earlier)
+    return earlier
+
+
+def _first_free(name_for) -> Path:
+    n = 1
+    while name_for(n).exists():
+        n += 1
+    return name_for(n)
 
 
 def save_checkpoint(obj: dict, path: Path) -> None:

@@ -1,7 +1,8 @@
 """The training loop: plain PyTorch, fast on a laptop CPU, and safe to interrupt.
 
-Press stop (Ctrl-C, or the kernel's interrupt button) at any time: training stops at the
-end of the current step, saves a resumable checkpoint, and returns the history so far.
+Press stop (Ctrl-C, or the kernel's interrupt button) at any time, or send SIGTERM (`kill`,
+`timeout`, a batch scheduler): training stops at the end of the current step, saves a resumable
+checkpoint, and returns the history so far. An earlier interrupted run's state is never overwritten.
 `train(config, resume=path)` continues exactly where it stopped, bit for bit.
 
 Early stopping is built in: the weights with the lowest validation loss are kept beside the
@@ -22,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import (CheckpointError, build_checkpoint, keep_previous, level_owning,
-                         model_from_checkpoint, model_path, previous_path_for, read_checkpoint,
+from .checkpoint import (CheckpointError, build_checkpoint, keep_earlier_resume, keep_previous,
+                         level_owning, model_from_checkpoint, model_path, previous_path_for, read_checkpoint,
                          resume_path_for, save_checkpoint, save_model)
 from .config import LevelConfig, get_level
 from .data import LevelData, eval_windows, get_batch, load_data
@@ -73,24 +74,30 @@ def evaluate_loss(model: TinyGPT, windows: tuple[torch.Tensor, torch.Tensor], ba
     return total / xs.size(0)
 
 
+# What stops a run at the next step boundary: Ctrl-C (the kernel's stop button) and SIGTERM
+# (what `kill`, `timeout` and batch schedulers send first). SIGKILL cannot be caught.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextmanager
 def _stop_at_step_boundary():
-    """Turn Ctrl-C into a flag checked between steps, so a stop never lands mid-update."""
-    flag = {"stop": False}
+    """Turn Ctrl-C and SIGTERM into a flag checked between steps, so a stop never lands mid-update."""
+    flag = {"stop": False, "signal": None}
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
 
     def handler(signum, frame):
-        if flag["stop"]:  # a second Ctrl-C: the user really wants out
+        if flag["stop"]:  # a second stop: the user really wants out
             raise KeyboardInterrupt
-        flag["stop"] = True
+        flag["stop"], flag["signal"] = True, signal.Signals(signum).name
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _progress_bar(total: int, initial: int, desc: str, enabled: bool):
@@ -196,7 +203,7 @@ def train(config: LevelConfig | str | int, data: LevelData | None = None, device
             every_rank = ranks.resume_state(rng_state, torch_rng_state)  # {} without torchrun
             if ranks.is_main:
                 _save_resume(history, out, model, optimizer, config, data, it, rng_state, torch_rng_state,
-                             best_state, every_rank)
+                             best_state, every_rank, resumed_from=resume, by=stop["signal"])
             ranks.wait_for_main()  # under torchrun: every rank returns once the file is there
             return history
         finally:
@@ -290,16 +297,24 @@ def _save_final(model, out: Path, config, data, history: History, best_state, ov
 
 
 def _save_resume(history: History, out: Path, model, optimizer, config, data, it, rng_state,
-                 torch_rng_state, best_state, every_rank: dict) -> None:
+                 torch_rng_state, best_state, every_rank: dict, resumed_from=None, by: str | None = None) -> None:
+    """Save the interrupted run's state; an earlier run's state (not the one resumed) is kept aside."""
     path = resume_path_for(out)
+    earlier = None
+    if path.is_file() and (resumed_from is None or Path(resumed_from).resolve() != path.resolve()):
+        earlier = keep_earlier_resume(path)
     history.resume_path = str(path)
     extra = ({"best_state_dict": best_state} if best_state is not None else {}) | every_rank
     save_checkpoint(build_checkpoint(
         model, config, data.vocab, history.to_dict(), data.stats(), kind="resume", iter=it,
         optimizer_state_dict=optimizer.state_dict(), batch_rng_state=rng_state,
         torch_rng_state=torch_rng_state, **extra), path)
-    print(f"\nTraining interrupted at step {it}/{config.max_iters}. Nothing is lost: saved {path}.\n"
+    how = f" by {by}" if by and by != "SIGINT" else ""
+    print(f"\nTraining interrupted{how} at step {it}/{config.max_iters}. Nothing is lost: saved {path}.\n"
           f"Continue with train(config, resume='{path}').")
+    if earlier is not None:
+        print(f"An earlier interrupted run of the same settings was saved there; it is kept as {earlier} "
+              f"(resume it with train(config, resume='{earlier}'), or delete it).")
 
 
 def _recorded(history: History, it: int) -> bool:
