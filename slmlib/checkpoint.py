@@ -214,9 +214,22 @@ def model_from_checkpoint(ckpt: dict, path: Path | str = "<checkpoint>",
         vocab = Vocab.from_dict(ckpt["vocab"])
     except (KeyError, TypeError, ValueError) as e:
         raise unusable(path, f"its vocabulary map is wrong ({type(e).__name__}: {first_sentences(e)})") from None
+    state = ckpt[key]
+    if not isinstance(state, dict):
+        raise unusable(path, f"its {key} is a {type(state).__name__}, not a dict")
+    mismatch = _shape_mismatch(config, len(vocab), state)
+    if mismatch:  # checked on an empty (meta) model: a config that claims 64 x 2048 allocates nothing
+        raise CheckpointError(f"{path}: the weights do not match the model its config describes "
+                              f"({mismatch}). The file is damaged or was edited; train it again.")
+    not_finite = [name for name, t in state.items() if torch.is_tensor(t) and t.is_floating_point()
+                  and not torch.isfinite(t).all()]
+    if not_finite:
+        raise CheckpointError(f"{path} holds weights that are NaN or infinite ({', '.join(not_finite[:3])}"
+                              f"{' ...' if len(not_finite) > 3 else ''}): a model like that cannot generate "
+                              "or be tested. The file is damaged or came from a diverged run; train it again.")
     model = TinyGPT.from_config(config, len(vocab))
     try:
-        model.load_state_dict(ckpt[key])
+        model.load_state_dict(state)
     except (RuntimeError, TypeError) as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
         first = as_sentence(first_sentences(lines[1] if len(lines) > 1 else lines[0] if lines else ""))
@@ -224,6 +237,25 @@ def model_from_checkpoint(ckpt: dict, path: Path | str = "<checkpoint>",
                               f"({first}) The file is damaged or was edited; train it again.") from None
     model.eval()
     return model, config, vocab
+
+
+def _shape_mismatch(config: LevelConfig, vocab_size: int, state: dict) -> str | None:
+    """How the saved weights differ from the model the config describes (None if they match)."""
+    with torch.device("meta"):  # shapes only: no memory is allocated, whatever the config says
+        expected = {k: tuple(v.shape) for k, v in TinyGPT.from_config(config, vocab_size).state_dict().items()}
+    missing = sorted(set(expected) - set(state))
+    if missing:
+        return f"missing weights {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}"
+    unexpected = sorted(set(state) - set(expected))
+    if unexpected:
+        return f"unexpected weights {', '.join(map(str, unexpected[:3]))}{' ...' if len(unexpected) > 3 else ''}"
+    for name, shape in expected.items():
+        saved = state[name]
+        if not torch.is_tensor(saved):
+            return f"{name} is a {type(saved).__name__}, not a tensor"
+        if tuple(saved.shape) != shape:
+            return f"{name} is {tuple(saved.shape)} in the file, {shape} for the config"
+    return None
 
 
 def load_model(path: Path | str | None = None, level: str | int | None = None,
