@@ -21,15 +21,22 @@ class ConfigError(CourseError, ValueError):
     """A setting with an impossible value (max_iters=0, lr=nan, ...); the message names it."""
 
 
-# setting -> (smallest whole number allowed, what it is): checked by LevelConfig itself, so
-# notebooks, the command line and checkpoints all get the same checks.
+# The largest values that still make sense here: 10 million steps is weeks on a CPU even for the
+# smallest level (the course's longest run is 1,500), and torch.manual_seed takes at most 2**64 - 1
+# (the seed plus a rank under torchrun must fit). Larger values ran forever or overflowed deep inside.
+MAX_ITERS = 10_000_000
+MAX_SEED = 2**63 - 1
+
+# setting -> (smallest whole number allowed, largest (None: no limit), what it is): checked by
+# LevelConfig itself, so notebooks, the command line and checkpoints all get the same checks.
 _WHOLE_NUMBERS = {
-    "number": (1, "the level's number"), "stories": (1, "training stories"), "n_layer": (1, "layers"),
-    "n_head": (1, "attention heads"), "n_embd": (1, "the model's width"), "max_iters": (1, "training steps"),
-    "batch_size": (1, "windows per step"), "block_size": (1, "tokens per window"),
-    "micro_batch_size": (0, "windows per forward pass (0: the whole batch at once)"),
-    "warmup_iters": (0, "warm-up steps"), "eval_interval": (1, "steps between evaluations"),
-    "eval_windows": (1, "windows per evaluation"), "seed": (None, "the random seed"),
+    "number": (1, None, "the level's number"), "stories": (1, None, "training stories"),
+    "n_layer": (1, 1000, "layers"), "n_head": (1, None, "attention heads"),
+    "n_embd": (1, 100_000, "the model's width"), "max_iters": (1, MAX_ITERS, "training steps"),
+    "batch_size": (1, 1_000_000, "windows per step"), "block_size": (1, 1_000_000, "tokens per window"),
+    "micro_batch_size": (0, 1_000_000, "windows per forward pass (0: the whole batch at once)"),
+    "warmup_iters": (0, MAX_ITERS, "warm-up steps"), "eval_interval": (1, MAX_ITERS, "steps between evaluations"),
+    "eval_windows": (1, 1_000_000, "windows per evaluation"), "seed": (0, MAX_SEED, "the random seed"),
 }
 
 
@@ -69,13 +76,13 @@ class LevelConfig:
                                f"{name} must be {rule}")
         if not isinstance(self.name, str) or not self.name:
             raise bad("name", "a level name such as 'tiny'")
-        for name, (low, what) in _WHOLE_NUMBERS.items():
+        for name, (low, high, what) in _WHOLE_NUMBERS.items():
             if not hasattr(self, name):  # a setting another version of the course does not have
                 continue
             value = getattr(self, name)
-            if not is_whole_number(value) or (low is not None and value < low):
-                at_least = f" >= {low}" if low is not None else ""
-                raise bad(name, f"a whole number{at_least} ({what})")
+            if not is_whole_number(value) or value < low or (high is not None and value > high):
+                allowed = f" from {low:,} to {high:,}" if high is not None else f" >= {low}"
+                raise bad(name, f"a whole number{allowed} ({what})")
         if self.n_embd % self.n_head:
             raise ConfigError(f"level {self.name!r}: the setting n_embd={self.n_embd} is not allowed; the width "
                               f"n_embd must be divisible by n_head={self.n_head} (each head gets an equal "

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from .config import MAX_SEED
 from .errors import CourseError, UsageError, is_real_number, is_whole_number
 from .model import TinyGPT
 from .tokenizer import Vocab
@@ -30,8 +31,9 @@ def check_generation_settings(max_new_tokens, temperature, top_k=None, seed=None
     check_temperature(temperature)
     if top_k is not None and (not is_whole_number(top_k) or top_k < 0):
         raise UsageError(f"top_k={top_k!r} is not allowed: use a whole number >= 0 (0 or None: all tokens)")
-    if seed is not None and not is_whole_number(seed):
-        raise UsageError(f"seed={seed!r} is not allowed: use a whole number, or None for a new sample each time")
+    if seed is not None and (not is_whole_number(seed) or not 0 <= seed <= MAX_SEED):
+        raise UsageError(f"seed={seed!r} is not allowed: use a whole number from 0 to {MAX_SEED:,}, "
+                         "or None for a new sample each time")
 
 
 def encode_prompt(prompt: str, vocab: Vocab, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -60,6 +62,9 @@ def next_token_table(model: TinyGPT, vocab: Vocab, prompt: str, k: int = 10,
                      temperature: float = 1.0) -> list[tuple[str, float]]:
     """The k most likely next tokens after the prompt, with their probabilities."""
     check_temperature(temperature)
+    if not is_whole_number(k) or not 1 <= k <= len(vocab):
+        raise UsageError(f"k={k!r} is not allowed: show from 1 to {len(vocab):,} (the vocabulary's size) "
+                         "of the likeliest next tokens, e.g. k=10")
     device = next(model.parameters()).device
     probs = model.next_token_probs(encode_prompt(prompt, vocab, device), temperature)[0]
     top = torch.topk(probs, min(k, probs.numel()))

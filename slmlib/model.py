@@ -152,7 +152,11 @@ def pick_next_token(logits: torch.Tensor, temperature: float, top_k: int | None,
     """A (B, 1) next token from (B, vocab) logits: greedy at temperature 0, else sampled."""
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
-    logits = logits / temperature
+    scaled = logits / temperature
+    if not torch.isfinite(scaled).all():  # a tiny temperature (1e-300) overflows float32: the same
+        shifted = logits.double() - logits.double().amax(dim=-1, keepdim=True)  # distribution, computed safely
+        scaled = (shifted / temperature).to(logits.dtype)
+    logits = scaled
     if top_k is not None and top_k > 0:
         kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
         logits = logits.masked_fill(logits < kth, float("-inf"))
