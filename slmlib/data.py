@@ -389,19 +389,43 @@ def _course_split_texts(split: str, data_dir: str) -> tuple[str, ...]:
 
 @functools.cache
 def _course_split_stream(split: str, data_dir: str) -> torch.Tensor:
-    """A split's GPT-2 ids, cached on disk by file hash: every notebook kernel needs them."""
+    """A split's GPT-2 ids, cached on disk by file hash: every notebook kernel needs them.
+
+    The cache says what it is of (split, the split file's sha256) and holds its stream's length and
+    sha256, checked at every read: a cache copied over another split's, or cut short, is rebuilt.
+    """
     path = split_path(split, data_dir)
-    digest = verify_split(path, split, data_dir)[:16]
-    cache = OUTPUTS_DIR / ".cache" / f"{path.stem}-{digest}.pt"
-    try:
-        return torch.load(cache, weights_only=True)
-    except Exception:  # missing or damaged: it is only a cache
+    digest = verify_split(path, split, data_dir)
+    cache = OUTPUTS_DIR / ".cache" / f"{path.stem}-{digest[:16]}.pt"
+    stream = _read_token_cache(cache, split, digest)
+    if stream is None:  # missing, damaged or someone else's: it is only a cache
         stream = gpt2_stream(_course_split_texts(split, data_dir))
+        entry = {"split": split, "split_sha256": digest, "length": stream.numel(),
+                 "stream_sha256": _tensor_sha256(stream), "stream": stream}
         try:
-            atomic_write(cache, lambda tmp: torch.save(stream, tmp))
+            atomic_write(cache, lambda tmp: torch.save(entry, tmp))
         except OSError:
             pass  # a read-only outputs/ just means no cache
-        return stream
+    return stream
+
+
+def _tensor_sha256(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()
+
+
+def _read_token_cache(cache: Path, split: str, digest: str) -> torch.Tensor | None:
+    """The cached stream if the file is exactly the cache of this split file, else None."""
+    try:
+        entry = torch.load(cache, weights_only=True)
+    except Exception:  # missing, unreadable, truncated, not a torch file
+        return None
+    if not isinstance(entry, dict) or entry.get("split") != split or entry.get("split_sha256") != digest:
+        return None  # an older cache format, or another split's cache copied over this one
+    stream = entry.get("stream")
+    if (not torch.is_tensor(stream) or stream.dtype != torch.int32 or stream.dim() != 1
+            or stream.numel() != entry.get("length") or _tensor_sha256(stream) != entry.get("stream_sha256")):
+        return None  # cut short or edited
+    return stream
 
 
 def _first_stories(stream: torch.Tensor, n: int) -> torch.Tensor:
