@@ -10,6 +10,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from .config import MAX_ITERS, MAX_SEED
 from .errors import CourseError, UsageError
 from .paths import MODELS_DIR, OUTPUTS_DIR
 
@@ -18,52 +19,100 @@ INTERRUPTED = 130  # the shell's exit status for Ctrl-C: scripts and make see th
 
 
 def cmd_train(args) -> int | None:
-    from .checkpoint import default_path, model_path, resume_path_for
+    from .checkpoint import default_path, model_path
     from .experiments import LADDER_COLUMNS, format_table, resolve_levels, train_ladder
     from .distributed import quiet_unless_main
-    from .train import train
 
     quiet_unless_main()  # under torchrun, rank 0 alone prints
     overrides = {k: v for k, v in (("max_iters", args.max_iters), ("micro_batch_size", args.micro_batch),
                                    ("corpus", args.corpus and str(args.corpus))) if v is not None}
-    if args.resume:
-        for cfg in resolve_levels(args.level):
-            cfg = cfg.replace(**overrides)
-            out = default_path(cfg, args.out) if args.force else model_path(cfg, args.out)
-            resume = resume_path_for(out)
-            if not resume.is_file():
-                raise UsageError(f"nothing to resume for {cfg.name}: {resume} does not exist")
-            history = train(cfg, device=args.device, resume=resume, out=out, overwrite=args.force)
-            if history.status != "completed":
-                return _stopped(cfg.name, history.status, args)
-            print(f"{cfg.name}: {history.status}, final {history.final}")
-        return
     levels = resolve_levels(args.level)
     if args.seed_settings:
         from .config import seed_settings
 
         levels = [seed_settings(cfg) for cfg in levels]
-    results = train_ladder(levels, models_dir=args.out, out_dir=args.results, device=args.device,
+    results_dir = args.results if args.results is not None else results_folder(args, overrides)
+    if args.resume:
+        configs = [cfg.replace(**overrides) for cfg in levels]
+        outs = [default_path(cfg, args.out) if args.force else model_path(cfg, args.out) for cfg in configs]
+        return _resume_ladder(configs, outs, args, results_dir, overrides)
+    results = train_ladder(levels, models_dir=args.out, out_dir=results_dir, device=args.device,
                            overwrite=args.force, **overrides)
     if results:
         print(format_table(results, LADDER_COLUMNS))
-        print(f"\nmodels in {args.out}; curves and results in {args.results}")
+        print(f"\nmodels in {args.out}; curves and results in {results_dir}")
     if len(results) < len(levels):  # train_ladder stops at the first level that did not complete (Ctrl-C)
         return _stopped(levels[len(results)].name, "interrupted", args)
 
 
+def results_folder(args, overrides: dict) -> Path:
+    """Where a ladder's curves and results go: outputs/ for the levels' own settings only.
+
+    A run with other settings (the README's quick try `--max-iters 3`, the seed's settings) is an
+    experiment: its results go to outputs/experiments/ladder_<what changed>/, never over the ladder's.
+    With --force its models replace the levels' own, so its results replace theirs too.
+    """
+    changed = (["seed_settings"] if args.seed_settings else []) + [f"{k}={v}" for k, v in sorted(overrides.items())]
+    if not changed or args.force:
+        return OUTPUTS_DIR
+    slug = re.sub(r"[^A-Za-z0-9_.=-]+", "-", "_".join(changed))[:120]
+    return OUTPUTS_DIR / "experiments" / f"ladder_{slug}"
+
+
+def _resume_ladder(configs: list, outs: list[Path], args, results_dir: Path, overrides: dict) -> int | None:
+    """Finish an interrupted ladder: levels before the stop are read from their saved models, the
+    interrupted one resumes from its file, the rest train; then the ladder's results are written."""
+    from .checkpoint import load_model, resume_path_for
+    from .distributed import is_main_process
+    from .experiments import LADDER_COLUMNS, format_table, level_result, write_ladder_outputs
+    from .train import train
+
+    first = next((i for i, out in enumerate(outs) if resume_path_for(out).is_file()), None)
+    if first is None:
+        names = ", ".join(cfg.name for cfg in configs)
+        raise UsageError(f"nothing to resume for {names}: {resume_path_for(outs[0])} does not exist"
+                         + (" (nor for the other levels)" if len(outs) > 1 else ""))
+    histories, rows = {}, []
+    for i, (cfg, out) in enumerate(zip(configs, outs)):
+        if i < first and out.is_file():  # finished before the stop: its saved model has its results
+            model, info = load_model(out)
+            history, stats = info["history"], info["data_stats"]
+        else:
+            resume = resume_path_for(out)
+            history = train(cfg, device=args.device, resume=resume if resume.is_file() else None, out=out,
+                            overwrite=args.force)
+            if history.status != "completed":
+                return _stopped(cfg.name, history.status, args)
+            model, stats = history.model, history.data.stats()
+            print(f"{cfg.name}: {history.status}, final {history.final}")
+        histories[cfg.name] = history
+        rows.append(level_result(history, model, stats))
+    if is_main_process():
+        write_ladder_outputs(histories, rows, results_dir, overrides=overrides, resumed=True)
+        print(format_table(rows, LADDER_COLUMNS))
+        print(f"\nmodels in {args.out}; curves and results in {results_dir}")
+
+
 def _stopped(level: str, status: str, args) -> int:
     """Say what stopped and the exact command that continues it (with the same settings)."""
+    import shlex
+
     from .distributed import is_main_process
 
-    same = "".join(f" {flag} {value}" for flag, value in (("--max-iters", args.max_iters), ("--out", args.out),
-                                                          ("--micro-batch", args.micro_batch), ("--corpus", args.corpus))
+    same = "".join(f" {flag} {shlex.quote(str(value))}"
+                   for flag, value in (("--max-iters", args.max_iters), ("--out", args.out),
+                                       ("--micro-batch", args.micro_batch), ("--corpus", args.corpus),
+                                       ("--results", args.results))
                    if value is not None and not (flag == "--out" and Path(value) == MODELS_DIR))
+    same += " --seed-settings" if args.seed_settings else ""
     same += " --force" if args.force else ""
     launcher = "torchrun ... -m slmlib" if os.environ.get("WORLD_SIZE", "1") != "1" else "python -m slmlib"
     if is_main_process():
-        print(f"training of {level} {status}; nothing else was trained. Continue it with:\n"
-              f"  {launcher} train --level {level} --resume{same}", file=sys.stderr)
+        from .experiments import resolve_levels
+
+        later = "; the levels after it were not trained" if len(resolve_levels(args.level)) > 1 else ""
+        print(f"training of {level} {status}{later}. Continue it with:\n"
+              f"  {launcher} train --level {shlex.quote(args.level)} --resume{same}", file=sys.stderr)
     return INTERRUPTED
 
 
@@ -153,7 +202,14 @@ def cmd_data(args) -> None:
     elif args.action == "prepare-tinystories":
         from .prepare import prepare_tinystories
 
-        prepare_tinystories(args.src, args.dest or args.src / "prepared", workers=args.workers)
+        dest = args.dest
+        if dest is None:  # the default, inside --src: checked before the tokenizing starts, as --dest is
+            try:
+                dest = out_folder(str(args.src / "prepared"))
+            except argparse.ArgumentTypeError as e:
+                raise UsageError(f"--src {args.src}: the prepared corpus goes to its prepared/ folder, but {e}; "
+                                 "give --dest FOLDER") from None
+        prepare_tinystories(args.src, dest, workers=args.workers)
     else:
         for path in download_tinystories(args.dest or TINYSTORIES_DIR, which=args.which):
             print(f"ready: {path}")
@@ -173,8 +229,10 @@ def cmd_notebooks(args) -> None:
 
 
 def cmd_exercises(args) -> None:
-    from .exercises import build_exercises
+    from .exercises import SOLUTIONS_DIR, build_exercises
 
+    for path in sorted(SOLUTIONS_DIR.glob("*.ipynb")):
+        check_notebook(path, "solution notebook")
     changed = build_exercises(check=args.check)
     if args.check and changed:
         raise UsageError(f"exercises/ is out of date with solutions/ ({', '.join(changed)}); "
@@ -207,6 +265,21 @@ def cmd_bench(args) -> None:
     from .bench import run_benchmarks
 
     run_benchmarks(quick=args.quick, out_dir=args.out)
+
+
+def check_notebook(path: Path, what: str = "notebook") -> None:
+    """A notebook that does not read or validate stops here, named, instead of deep inside nbformat."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+    except OSError as e:
+        raise UsageError(f"cannot read the {what} {path}: {e.strerror or e}") from None
+    except Exception as e:  # not JSON, not a notebook, invalid against the schema
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"the {what} {path} is not a valid notebook ({type(e).__name__}: {reason[:200]}); "
+                         "restore it, e.g. `git checkout -- " f"{path}`, or fix its JSON") from None
 
 
 # ---------------------------------------------------------------- argument types: refused before any work
@@ -259,14 +332,56 @@ def folder(text: str) -> Path:
     return path
 
 
+def out_folder(text: str) -> Path:
+    """A folder to write into, checked now (not after minutes of work): created if missing, writable."""
+    import tempfile
+
+    path = folder(text)
+    existing = next(part for part in (path, *path.parents) if part.exists())
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"cannot write into {existing} ({e.strerror or e}); "
+                                         "choose a folder you can write to") from None
+    return path
+
+
+def out_file(text: str) -> Path:
+    """A file to write, checked now: not a folder, and its folder writable."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a folder; give a file name, e.g. {path / 'surprise.html'}")
+    out_folder(str(path.parent))
+    return path
+
+
+def level_list(text: str) -> str:
+    """Levels for `train --level`: a name, a number, a comma list or all; never empty, each one known."""
+    from .config import UnknownLevelError, get_level
+
+    names = [part for part in text.split(",") if part.strip()]
+    if text.strip() != "all" and not names:
+        raise argparse.ArgumentTypeError("give a level: ultra_tiny, tiny, small, medium, large, 1-5, "
+                                         "a comma list, or all")
+    for name in names if text.strip() != "all" else ():
+        try:
+            get_level(name)
+        except UnknownLevelError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return text.strip()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m slmlib", description="SLM Course: train and test five small GPT models.")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train one level or all of them (the ladder)")
-    t.add_argument("--level", default="all", help="ultra_tiny, tiny, small, medium, large, 1-5, a comma list, or all")
-    t.add_argument("--out", type=folder, default=MODELS_DIR, help="folder for the checkpoints (default models/)")
-    t.add_argument("--max-iters", type=whole_number(1), help="override the number of training steps (quick tries)")
+    t.add_argument("--level", type=level_list, default="all",
+                   help="ultra_tiny, tiny, small, medium, large, 1-5, a comma list, or all")
+    t.add_argument("--out", type=out_folder, default=MODELS_DIR, help="folder for the checkpoints (default models/)")
+    t.add_argument("--max-iters", type=whole_number(1, MAX_ITERS),
+                   help="override the number of training steps (quick tries)")
     t.add_argument("--device", type=device_name, default="auto", help="auto (GPU if present), cpu, cuda or mps")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run of this level")
     t.add_argument("--force", action="store_true",
@@ -274,7 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "as .previous.pt); without it such runs go to models/experiments/")
     t.add_argument("--seed-settings", action="store_true",
                    help="the seed project's settings (batch 4, lr 1e-3, 200-2000 steps): shows underfitting")
-    t.add_argument("--results", type=folder, default=OUTPUTS_DIR, help="folder for curves and ladder_results.json")
+    t.add_argument("--results", type=out_folder,
+                   help="folder for curves and ladder_results.json (default: outputs/ for the levels' own "
+                        "settings, outputs/experiments/ladder_<changes>/ for any other run)")
     t.add_argument("--corpus", type=Path, help="train on this TinyStories folder (text files, or prepared "
                                                "with `data prepare-tinystories`) instead of the course's stories")
     t.add_argument("--micro-batch", type=whole_number(1),
@@ -293,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-new-tokens", type=max_new_tokens, default=100, help="at most this many new tokens")
     g.add_argument("--temperature", type=temperature, default=0.8, help="0: greedy; higher: wilder")
     g.add_argument("--top-k", type=whole_number(0), default=40, help="sample from the k likeliest tokens (0: all)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0, help="the same seed gives the same text")
     g.set_defaults(func=cmd_generate)
 
     sc = sub.add_parser("score", help="how surprised a saved model is by each token of a text")
@@ -302,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--text", help="the text to score")
     sc.add_argument("--file", type=Path, help="or a UTF-8 text file (TinyStories format: scored story by story)")
     sc.add_argument("--top", type=whole_number(1, 1000), default=10, help="how many of the most surprising tokens to list")
-    sc.add_argument("--html", type=Path, help="also write the coloured view to this HTML file")
+    sc.add_argument("--html", type=out_file, help="also write the coloured view to this HTML file")
     sc.set_defaults(func=cmd_score)
 
     i = sub.add_parser("info", help="levels, data statistics and saved models")
@@ -311,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("data", help="regenerate the course data, fetch real TinyStories, or tokenize it once")
     d.add_argument("action", choices=["build", "download-tinystories", "prepare-tinystories"])
-    d.add_argument("--dest", type=folder, help=f"where to put TinyStories (default {TINYSTORIES_DIR}) or the "
+    d.add_argument("--dest", type=out_folder, help=f"where to put TinyStories (default {TINYSTORIES_DIR}) or the "
                                                "prepared corpus (default: the --src folder's prepared/)")
     d.add_argument("--which", nargs="+", default=["valid"], choices=["train", "valid"])
     d.add_argument("--src", type=folder, default=TINYSTORIES_DIR,
@@ -325,8 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--only", nargs="+", help="run only notebooks whose names contain these strings")
     c.add_argument("--fresh", action="store_true",
                    help="rerun every lesson, even those an interrupted earlier run already finished")
-    c.add_argument("--out", type=folder, help="folder for the executed notebooks (default outputs/executed/; "
-                                              "with --smoke, outputs/smoke/executed/)")
+    c.add_argument("--out", type=out_folder, help="folder for the executed notebooks (default outputs/executed/; "
+                                                  "with --smoke, outputs/smoke/executed/)")
     c.set_defaults(func=cmd_course)
 
     n = sub.add_parser("notebooks", help="maintainers: strip lesson outputs (refresh: re-record nbval-checked cells)")
@@ -364,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="measure training speed, vocabulary speed-up, utilisation, generation")
     b.add_argument("--quick", action="store_true", help="short runs (a check that it works, not the numbers)")
-    b.add_argument("--out", type=folder, default=Path("benchmarks/results"), help="folder for the results")
+    b.add_argument("--out", type=out_folder, default=Path("benchmarks/results"), help="folder for the results")
     b.set_defaults(func=cmd_bench)
     return p
 

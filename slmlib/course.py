@@ -178,7 +178,7 @@ def run_course(smoke: bool = False, only: Sequence[str] | None = None,
     print(f"Executed copies go to {out_dir}/. Models are retrained by lessons 03-07, then loaded by the rest.")
     print(f"Results and plots go to {outputs_dir}/, models to {models_dir}/"
           + (" (a smoke run touches nothing outside it)" if smoke else "") + ".\n")
-    rows, start = [], time.perf_counter()
+    rows, start, started = [], time.perf_counter(), time.time()
     out_dir = Path(out_dir)
     state = {} if fresh else _read_state(out_dir)
     chain_intact = True  # a lesson is only skipped if every lesson before it was too (they build on each other)
@@ -207,7 +207,7 @@ def run_course(smoke: bool = False, only: Sequence[str] | None = None,
     print("\n" + format_table(rows, ["notebook", "seconds", "status"]))
     print(f"\nTotal: {total:.0f} s ({total / 60:.1f} min)")
     results = outputs_dir / "ladder_results.json"
-    if results.is_file():
+    if results.is_file() and results.stat().st_mtime >= started:  # written by this run, not left from another
         print(f"\nLadder results ({results}):")
         print(format_table(json.loads(results.read_text())["levels"], LADDER_COLUMNS))
     if not smoke and not only:
