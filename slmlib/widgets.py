@@ -26,6 +26,9 @@ from .plots import plot_next_token_probs
 from .surprise import TextSurprise, score_text
 
 LEVEL_ORDER = ("ultra_tiny", "tiny", "small", "medium", "large")
+# Where the stories differ, so the next-token chart shows a model choosing (after "Once upon a
+# time" every story goes on with ",": one bar at 100%).
+DEFAULT_PROMPT = "Once upon a time, there was a little"
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,7 @@ class _ModelChoice:
 class GenerationPlayground(_ModelChoice):
     """Pick a model, type a prompt, set temperature / top-k / length / seed, press Generate."""
 
-    def __init__(self, models_dir: str | Path = MODELS_DIR, prompt: str = "Once upon a time"):
+    def __init__(self, models_dir: str | Path = MODELS_DIR, prompt: str = DEFAULT_PROMPT):
         style = {"description_width": "110px"}
         wide = W.Layout(width="520px")
         self._pick_models(models_dir, True, style)
@@ -217,7 +220,7 @@ class GenerationPlayground(_ModelChoice):
         self.show()
 
 
-def generation_playground(models_dir: str | Path = MODELS_DIR, prompt: str = "Once upon a time") -> GenerationPlayground:
+def generation_playground(models_dir: str | Path = MODELS_DIR, prompt: str = DEFAULT_PROMPT) -> GenerationPlayground:
     """The lesson-09 playground (display it by leaving it as the last line of a cell)."""
     return GenerationPlayground(models_dir, prompt)
 
