@@ -18,8 +18,6 @@ import os
 import re
 import shutil
 
-import warnings
-
 import pytest
 
 from browser_support import (CHROMIUM, CHROMIUM_ARGS, ROOT, SHOTS, InstallImpossible, LabServer,
@@ -165,7 +163,7 @@ def test_ultra_tiny_progress_and_live_plot(page, lab, lab_env):
 
 
 def test_generation_playground(page, lab, lab_env, request):
-    """Lesson 09: type a prompt, Generate, change the temperature, Generate again, ask for the chart."""
+    """Lesson 09: type a prompt, Generate, set temperature 0 (greedy), Generate again, ask for the chart."""
     wait_for_training(lab_env)
     path = PLAYGROUND
     if BREAK == "generate":  # a copy whose Generate button does nothing: this test must fail
@@ -189,12 +187,18 @@ def test_generation_playground(page, lab, lab_env, request):
     generate.wait_for(timeout=20_000)
     options = pg.locator(".widget-dropdown select option").all_inner_texts()
     assert any(o.startswith("ultra_tiny") for o in options) and any(o.startswith("tiny") for o in options), options
-    output = pg.locator(".widget-html-content").last
-    chart = pg.locator(".widget-image img, img.widget-image").first
+    sample = pg.locator(".slm-sample .widget-html-content > div").first  # the text, without its caption
+    settings = pg.locator(".slm-sample .slm-settings")  # what produced it, as the kernel received it
+    chart = pg.locator("img.slm-chart, .slm-chart img").first
     screenshot(page, "09_1_rendered", pg)
+    assert not chart.is_visible(), "before any chart is drawn the chart should be hidden, not a broken image"
 
     def generated() -> str:
-        return widget_text(output).strip()
+        return widget_text(sample).strip()
+
+    def no_broken_image() -> None:
+        assert not chart.is_visible() or chart.evaluate("i => i.complete && i.naturalWidth > 0"), \
+            "a broken-image icon shows where the chart was"
 
     # 1. type a prompt, press Generate
     before = generated()
@@ -202,58 +206,53 @@ def test_generation_playground(page, lab, lab_env, request):
     generate.click()
     first = wait_until(lambda: (t := generated()).startswith(PROMPT) and len(t) > len(PROMPT) + 5 and t, 30,
                        lambda: f"after typing {PROMPT!r} and clicking Generate, the output should start with "
-                               f"the prompt and continue it; it shows {generated()[:300]!r} "
+                               f"the prompt and continue it; it shows {widget_text(pg)[-300:]!r} "
                                f"(before the click: {before[:120]!r})")
+    assert "temperature 0.80," in widget_text(settings), widget_text(settings)
+    assert not generate.is_disabled(), "the Generate button stays disabled after generating"
+    no_broken_image()
     screenshot(page, "09_2_generated", pg)
 
-    # 2. a low temperature (safe and repetitive), with the arrow keys on the slider handle, then Generate
-    #    again. (Going up from 0.80 is no test: a model trained for a few steps is nearly flat over its
-    #    top-k, so with the same seed 1.3 samples the same tokens as 0.8.)
+    # 2. temperature 0 (greedy: the likeliest token every time), with the arrow keys on the slider
+    #    handle, then Generate again. The kernel must receive 0.00 (the sample's caption says what it
+    #    got) and greedy text differs from a 0.80 sample, even from a nearly flat 5-step model.
     temp = pg.locator(".widget-slider", has=page.locator("label", has_text="Temperature"))
     readout = temp.locator(".widget-readout")
     assert readout.inner_text().strip() == "0.80", readout.inner_text()
     temp.locator(".noUi-handle").focus()
-    for _ in range(12):
+    for _ in range(16):
         page.keyboard.press("ArrowLeft")
-    wait_until(lambda: readout.inner_text().strip() == "0.20", 10,
-               lambda: f"12 arrow presses should move the temperature 0.80 -> 0.20; readout {readout.inner_text()!r}")
+    wait_until(lambda: readout.inner_text().strip() == "0.00", 10,
+               lambda: f"16 arrow presses should move the temperature 0.80 -> 0.00; readout {readout.inner_text()!r}")
     generate.click()
-    try:
-        second = wait_until(lambda: (t := generated()) != first and t.startswith(PROMPT) and t, 90,
-                            lambda: f"Generate at temperature 0.20 gave the same text as at 0.80: {generated()[:300]!r}")
-    except AssertionError:
-        # A model trained for a few steps can put its greedy path exactly where the 0.80 sample went
-        # (seen with a sample that ended after four tokens). Then the other end of the slider must differ.
-        temp.locator(".noUi-handle").focus()  # the click on Generate took the focus
-        for _ in range(24):
-            page.keyboard.press("ArrowRight")
-        wait_until(lambda: readout.inner_text().strip() == "1.40", 10,
-                   lambda: f"24 arrow presses should move the temperature 0.20 -> 1.40; readout {readout.inner_text()!r}")
-        generate.click()
-        try:
-            second = wait_until(lambda: (t := generated()) != first and t.startswith(PROMPT) and t, 90,
-                                lambda: "same text at 0.20, 0.80 and 1.40")
-        except AssertionError:
-            # Known gap (session note): in this Lab the smoke model's text did not change with the
-            # temperature, while the same model in Python does. Reported, not hidden.
-            warnings.warn(f"temperature did not change the generated text in the browser: {generated()[:120]!r}")
-            second = generated()
+    wait_until(lambda: "temperature 0.00 (greedy" in widget_text(settings), 90,
+               lambda: f"after setting the slider to 0.00 and Generate, the kernel did not sample at temperature "
+                       f"0: the sample's caption says {widget_text(settings)!r}")
+    second = generated()
+    assert second.startswith(PROMPT) and second != first, (
+        f"greedy (temperature 0) gave the same text as temperature 0.80: {second[:300]!r}")
+    no_broken_image()
     screenshot(page, "09_3_temperature", pg)
 
     # 3. the next-token chart for the new prompt
-    src_before = chart.get_attribute("src") or ""
     pg.locator(".widget-button", has_text="Next-token probabilities").click()
-    wait_until(lambda: (chart.get_attribute("src") or "") not in ("", src_before), 30,
-               "clicking 'Next-token probabilities' did not draw a new chart")
+    wait_until(lambda: chart.is_visible() and (chart.get_attribute("src") or "") != "", 30,
+               "clicking 'Next-token probabilities' did not draw a chart")
     wait_until(lambda: chart.evaluate("i => i.complete && i.naturalWidth > 0"), 10,
                "the next-token chart is not a loaded image")
     assert generated() == second, "the chart button should not change the generated text"
     screenshot(page, "09_4_probabilities", pg)
+    # 4. a new sample hides the chart of the old prompt, without leaving a broken image
+    temp.locator(".noUi-handle").focus()
+    page.keyboard.press("ArrowRight")
+    generate.click()
+    wait_until(lambda: "temperature 0.05," in widget_text(settings), 90, "Generate at 0.05 did not finish")
+    no_broken_image()
 
 
 def test_token_surprise_view(page, lab, lab_env):
-    """Lesson 09: the coloured surprise view shows; a token's title holds its guesses (hover) and a
-    click opens them; the widget scores a text typed into it."""
+    """Lesson 09: the coloured surprise view shows; a token's title holds its loss (hover) and a
+    click opens the model's guesses there; the widget scores a text typed into it."""
     wait_for_training(lab_env)
     open_notebook(page, lab, PLAYGROUND)
     run_all_cells(page)
@@ -264,24 +263,25 @@ def test_token_surprise_view(page, lab, lab_env):
     view.wait_for(timeout=20_000)
     assert view.is_visible() and view.locator(".slm-legend").is_visible()
     assert re.search(r"mean \d+\.\d{3} nats/token", view.locator(".slm-summary").inner_text())
-    token = view.locator("details.slm-token").nth(4)
+    token = view.locator(".slm-text > details").nth(4)
     summary = token.locator("summary")
     assert summary.evaluate("e => getComputedStyle(e).backgroundColor") not in ("rgba(0, 0, 0, 0)", "transparent")
     # side by side in a line of text, not one token per line
-    boxes = [view.locator("details.slm-token").nth(i).bounding_box() for i in range(3)]
+    boxes = [view.locator(".slm-text > details").nth(i).bounding_box() for i in range(3)]
     assert boxes[0]["y"] == boxes[1]["y"] == boxes[2]["y"], f"tokens are not laid out inline: {boxes}"
 
-    # 2. hover: the browser's tooltip is the title, which names the loss and the top guesses
+    # 2. hover: the browser's tooltip is the title, which names the loss and the token's rank
     summary.hover()
     title = summary.get_attribute("title") or ""
-    assert re.search(r"\d+\.\d\d nats .*Top guesses: '", title), title
+    assert re.search(r"^\d+\.\d\d nats, guess #\d+", title), title
 
     # 3. click: the guesses open under the token, and close again on a second click
-    popup = token.locator(".slm-guesses")
+    popup = token.locator("span").first
     assert not popup.is_visible(), "the guesses should be hidden until the token is clicked"
     summary.click()
     wait_until(popup.is_visible, 5, "clicking a token did not open the model's guesses")
-    assert "the model expected:" in popup.inner_text()
+    assert re.search(r"'.*' \d+%", popup.inner_text()), popup.inner_text()  # ' the' 40% ...
+    assert popup.evaluate("e => getComputedStyle(e, '::before').content").startswith('"the model expected:')
     screenshot(page, "09_5_surprise_click", view)
     summary.click()
     wait_until(lambda: not popup.is_visible(), 5, "a second click did not close the guesses")
@@ -298,7 +298,7 @@ def test_token_surprise_view(page, lab, lab_env):
     unknown = scored.locator("summary[style*='dashed']").first
     assert unknown.inner_text().strip() == "astronaut", unknown.inner_text()
     unknown.click()
-    guesses = scored.locator("details.slm-token[open] .slm-guesses").first
+    guesses = scored.locator(".slm-text > details[open] > span").first
     wait_until(guesses.is_visible, 5, "clicking a token in the widget did not open its guesses")
-    assert "seen as <unk>" in guesses.inner_text()
+    assert "<unk>" in guesses.inner_text(), guesses.inner_text()
     screenshot(page, "09_6_surprise_widget", widget)
