@@ -19,13 +19,13 @@ import time
 from pathlib import Path
 
 import torch
-from torch.autograd.profiler import record_function
 
 from .config import LEVELS, PRESETS, LevelConfig
-from .data import get_batch, load_data, write_atomic
+from .data import load_data, write_atomic
 from .tables import format_table
 from .kv_cache import generate_cached
 from .model import TinyGPT
+from .step import make_optimizer, train_step
 from .train import train
 
 LADDER_TARGET_S = 180.0  # ladder < 3 minutes
@@ -107,23 +107,16 @@ def matmul_peak(dtype: torch.dtype, sizes, repeats: int) -> float:
 
 
 def trainer(cfg: LevelConfig, data):
-    """A model and a `step(n)` doing train()'s step exactly (AdamW, clip 1.0), for timing."""
+    """A model and a `step(n)` doing train()'s step exactly (slmlib.step.train_step), for timing."""
     torch.manual_seed(cfg.seed)
     model = TinyGPT.from_config(cfg, len(data.vocab))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95),
-                            weight_decay=cfg.weight_decay)
+    opt = make_optimizer(model, cfg)
     rng = torch.Generator().manual_seed(cfg.seed)
     model.train()
 
     def step(n: int) -> None:
         for _ in range(n):
-            x, y = get_batch(data.train, cfg.batch_size, cfg.block_size, rng)
-            _, loss = model(x, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            with record_function("clip_grad_norm"):  # so the profile can count it as optimizer
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+            train_step(model, opt, data, cfg, cfg.lr, rng)
     return model, step
 
 

@@ -20,13 +20,11 @@ from __future__ import annotations
 import atexit
 import os
 import sys
-from contextlib import nullcontext
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from .data import get_batch
 from .errors import UsageError
 
 
@@ -141,33 +139,3 @@ class Ranks:
             return ckpt["batch_rng_state"], ckpt["torch_rng_state"]
         batch_state, torch_state = ckpt["rank_rng_states"][self.rank]
         return batch_state, torch_state
-
-
-def accumulation_step(ranks: Ranks, model, trained, optimizer, data, config, lr: float, batch_rng,
-                      autocast, dev) -> torch.Tensor:
-    """One step of config.batch_size windows over all ranks and micro-batches; the mean loss.
-
-    model is the plain module, trained the one the batches go through (DDP under torchrun).
-    """
-    micro, passes = ranks.batch_plan(config)
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    optimizer.zero_grad(set_to_none=True)
-    mean_loss = torch.zeros((), device=dev)
-    for i in range(passes):
-        x, y = get_batch(data.train, micro, config.block_size, batch_rng)
-        # DDP averages gradients during backward; before the last micro-batch that is wasted traffic.
-        last = i == passes - 1
-        with nullcontext() if last or not ranks.distributed else trained.no_sync():
-            with autocast:
-                _, loss = trained(x.to(dev), y.to(dev))
-            (loss / passes).backward()
-        mean_loss += loss.detach() / passes
-    if ranks.distributed:  # every rank sees the same loss, so all stop together if it is not finite
-        dist.all_reduce(mean_loss)
-        mean_loss /= ranks.world_size
-    if not torch.isfinite(mean_loss):
-        return mean_loss
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    optimizer.step()
-    return mean_loss

@@ -27,12 +27,13 @@ from .checkpoint import (CheckpointError, build_checkpoint, keep_earlier_resume,
                          level_owning, model_from_checkpoint, model_path, previous_path_for, read_checkpoint,
                          resume_path_for, save_checkpoint, save_model)
 from .config import LevelConfig, get_level
-from .data import LevelData, eval_windows, get_batch, load_data
+from .data import LevelData, eval_windows, load_data
 from .device import pick_device
-from .distributed import Ranks, accumulation_step
+from .distributed import Ranks
 from .errors import CourseError
 from .history import History
 from .model import TinyGPT
+from .step import make_optimizer, train_step
 
 
 class TrainingDivergedError(CourseError, RuntimeError):
@@ -136,8 +137,7 @@ def train(config: LevelConfig | str | int, data: LevelData | None = None, device
     dev = ranks.join(pick_device(device, model.num_params()))  # "auto": a GPU for 10M+ parameters
     model = model.to(dev)
     trained = ranks.wrap(model)  # DistributedDataParallel under torchrun, else the model itself
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.95),
-                                  weight_decay=config.weight_decay)
+    optimizer = make_optimizer(model, config)
     batch_rng = torch.Generator().manual_seed(config.seed + ranks.rank)  # each rank its own batches
     history = History(config=config.to_dict())
     start, best_state = 0, None
@@ -180,11 +180,8 @@ def train(config: LevelConfig | str | int, data: LevelData | None = None, device
                         callback(history)
                 if last:
                     break
-                if ranks.distributed or config.micro_batch_size:
-                    loss = accumulation_step(ranks, model, trained, optimizer, data, config, lr_at(it, config),
-                                             batch_rng, autocast, dev)
-                else:
-                    loss = _step(model, optimizer, data, config, it, batch_rng, autocast, dev)
+                loss = train_step(model, optimizer, data, config, lr_at(it, config), batch_rng, autocast, dev,
+                                  ranks, trained)
                 if not torch.isfinite(loss):
                     history.status = "diverged"
                     history.seconds = seconds_before + time.perf_counter() - t0
@@ -223,22 +220,6 @@ def train(config: LevelConfig | str | int, data: LevelData | None = None, device
             resume_path_for(out).unlink(missing_ok=True)  # finished: the resume file is stale now
     ranks.wait_for_main()
     return history
-
-
-def _step(model, optimizer, data, config, it, batch_rng, autocast, dev) -> torch.Tensor:
-    """One optimisation step: a batch, the loss, its gradient, a clipped AdamW update."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr_at(it, config)
-    x, y = get_batch(data.train, config.batch_size, config.block_size, batch_rng)
-    with autocast:
-        _, loss = model(x.to(dev), y.to(dev))
-    if not torch.isfinite(loss):
-        return loss
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    optimizer.step()
-    return loss.detach()
 
 
 def output_path(config: LevelConfig, out: str | Path | None, overwrite: bool = False) -> Path:

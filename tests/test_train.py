@@ -103,7 +103,7 @@ def test_bf16_precision_runs(tiny_config, data, tmp_path):
 @pytest.mark.parametrize("stop_after_batches", [7, 13])
 def test_resume_after_ctrl_c_at_any_step_gives_bit_identical_weights(tiny_config, data, tmp_path, monkeypatch,
                                                                      stop_after_batches):
-    import slmlib.train as train_module
+    import slmlib.step as train_module  # the one training step draws the batches
 
     full = train(tiny_config, data=data, out=tmp_path / "full.pt", progress=False)
     real_get_batch, calls = train_module.get_batch, []
