@@ -141,3 +141,94 @@ def recital(model, vocab, train_texts: Sequence[str], unseen_texts: Sequence[str
                        "examples": examples}
     ratio = sides["train"]["matched_words"] / max(sides["unseen"]["matched_words"], 0.05)
     return {**sides, "continue_words": continue_words, "prompt_words": prompt_words, "ratio": round(ratio, 1)}
+
+
+# Reference points for every loss (makemore starts from a bigram count model for this reason):
+# a number of nats means little until it sits between "knows nothing" and "cannot do better".
+def count_model_losses(train_tokens, windows, vocab_size: int) -> dict:
+    """Losses (nats per token) of count models fitted on the training tokens, on fixed windows.
+
+    - uniform: every token equally likely, ln(V): a model that learned nothing;
+    - unigram: how often each token occurs, ignoring context (add-one smoothing);
+    - bigram: how often each token follows the previous one, blended with the unigram where the
+      previous token was rarely seen (Witten-Bell smoothing: the more different tokens followed
+      a token in training, the more weight the unigram gets after it).
+    Scored on the same (inputs, targets) windows as the transformer, so the numbers compare.
+    """
+    import torch
+
+    train = train_tokens.long()
+    V = vocab_size
+    unigram = (torch.bincount(train, minlength=V).double() + 1) / (train.numel() + V)
+    pairs = torch.bincount(train[:-1] * V + train[1:], minlength=V * V).double().view(V, V)
+    seen = pairs.sum(1, keepdim=True)  # how often each token was followed by anything
+    kinds = (pairs > 0).sum(1, keepdim=True).double()  # how many different tokens followed it
+    weight = torch.where(seen > 0, seen / (seen + kinds), torch.zeros_like(seen))
+    bigram = weight * pairs / seen.clamp(min=1) + (1 - weight) * unigram
+    xs, ys = (w.long() for w in windows)
+    return {"uniform": round(math.log(V), 4),
+            "unigram": round(-unigram[ys].log().mean().item(), 4),
+            "bigram": round(-bigram[xs, ys].log().mean().item(), 4)}
+
+
+def reference_losses(data, n_windows: int = 128, block_size: int = 128, split: str = "val") -> dict:
+    """The reference lines for a level's loss plots: uniform, unigram, bigram and the floor.
+
+    Fitted on the level's training stories, scored on the same fixed windows of `split` as
+    every point of the training curves (`train()` uses eval_windows with the same numbers).
+    """
+    from .data import eval_windows
+
+    windows = eval_windows(getattr(data, split), n_windows, block_size)
+    refs = count_model_losses(data.train, windows, len(data.vocab))
+    floor = data.floor.get(split)
+    return {**refs, **({"floor": floor} if floor is not None else {})}
+
+
+def where_the_loss_goes(model, data, n_windows: int = 128, block_size: int = 128, costly: float = 10.0) -> dict:
+    """Split the validation loss into the two ways a memorising model is wrong on new stories.
+
+    - tokens its training stories never had (a name, an object): it cannot know them, yet it
+      bets everything on the words its own stories had in that slot, so each costs many nats;
+    - tokens it has seen: here it errs by following a memorised story where the new one goes
+      another way.
+    Returns shares and mean losses over the same fixed validation windows as the curves.
+    """
+    import collections
+
+    import torch
+
+    from .data import eval_windows
+    from .surprise import window_token_losses
+
+    windows = eval_windows(data.val, n_windows, block_size)
+    losses, targets = window_token_losses(model, windows).flatten(), windows[1].flatten()
+    seen = (torch.bincount(data.train.long(), minlength=len(data.vocab)) > 0)[targets]
+    expensive = losses > costly
+    total = losses.sum().item()
+    never_seen = collections.Counter(data.vocab.decode([t]).strip() for t in targets[~seen].tolist())
+    return {
+        "tokens": targets.numel(), "mean_loss": round(losses.mean().item(), 3),
+        "unseen_token_share": round((~seen).float().mean().item(), 4),
+        "unseen_token_loss": round(losses[~seen].mean().item(), 2) if (~seen).any() else None,
+        "unseen_loss_share": round(losses[~seen].sum().item() / total, 3),
+        "seen_token_loss": round(losses[seen].mean().item(), 3),
+        "costly": costly, "costly_share": round(expensive.float().mean().item(), 4),
+        "costly_loss_share": round(losses[expensive].sum().item() / total, 3),
+        "costly_unseen_share": round((expensive & ~seen).sum().item() / max(1, expensive.sum().item()), 3),
+        "unseen_examples": [w for w, _ in never_seen.most_common(8)],
+    }
+
+
+def loss_split_line(split: dict) -> str:
+    """where_the_loss_goes in three sentences a student can check against the numbers."""
+    examples = ", ".join(repr(w) for w in split["unseen_examples"][:6])
+    return (f"validation loss {split['mean_loss']:.3f} over {split['tokens']:,} tokens:\n"
+            f"  {split['unseen_token_share']:.1%} of the tokens never occur in the training stories "
+            f"(e.g. {examples}); they cost {split['unseen_token_loss']} nats each on average and make up "
+            f"{split['unseen_loss_share']:.0%} of the loss\n"
+            f"  the other {1 - split['unseen_token_share']:.1%}, tokens it has seen, cost "
+            f"{split['seen_token_loss']:.2f} nats each\n"
+            f"  {split['costly_share']:.1%} of all tokens cost more than {split['costly']:g} nats "
+            f"({split['costly_loss_share']:.0%} of the loss); {split['costly_unseen_share']:.0%} of those are "
+            f"tokens it never saw")

@@ -11,10 +11,44 @@ VAL_STYLE = {"linestyle": "--", "linewidth": 2}
 FLOOR_STYLE = {"color": "grey", "linestyle": ":", "linewidth": 1.5}
 
 
-def plot_history(history, floor: float | None = None, ax=None, title: str | None = None, color=None):
-    """Train and val loss against training steps for one run."""
+REF_LABELS = {"uniform": "uniform (ln V)", "unigram": "unigram counts", "bigram": "bigram counts"}
+
+
+def draw_references(ax, refs: Mapping[str, float] | None, floor: float | None = None) -> None:
+    """Horizontal reference lines: what count models score on the same windows, and the floor.
+
+    A loss means little alone; between "knows nothing" (uniform) and "cannot do better" (the
+    floor), the unigram and bigram count models say what the simplest statistics already get.
+    """
+    refs = dict(refs or {})
+    floor = refs.pop("floor", floor)
+    for key, label in REF_LABELS.items():
+        if key in refs:
+            ax.axhline(refs[key], color="tab:grey", linestyle=(0, (4, 3)), linewidth=0.9, alpha=0.7)
+            ax.annotate(f"{label} {refs[key]:.2f}", (1, refs[key]), xycoords=("axes fraction", "data"),
+                        xytext=(-3, 2), textcoords="offset points", ha="right", va="bottom", fontsize=7,
+                        color="dimgrey")
+    if floor is not None:
+        ax.axhline(floor, label=f"entropy floor {floor:.2f}", **FLOOR_STYLE)
+
+
+def log_loss_axis(ax, low: float, high: float) -> None:
+    """A log y-axis with plain-number ticks: big early losses and small late gaps both stay visible."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
+
+    ax.set_yscale("log")
+    ax.set_ylim(low, high)
+    ticks = [t for t in (0.1, 0.2, 0.3, 0.5, 0.7, 1, 1.5, 2, 3, 4, 5, 6, 8) if low <= t <= high]
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def plot_history(history, floor: float | None = None, ax=None, title: str | None = None, color=None,
+                 refs: Mapping[str, float] | None = None):
+    """Train and val loss against training steps for one run, with the reference lines."""
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.5, 3.8))
+        _, ax = plt.subplots(figsize=(7, 4))
     line, = ax.plot(history.iters, history.train_loss, label="train", color=color, **TRAIN_STYLE)
     ax.plot(history.iters, history.val_loss, label="val (unseen stories)", color=line.get_color()
             if color else None, **VAL_STYLE)
@@ -22,17 +56,19 @@ def plot_history(history, floor: float | None = None, ax=None, title: str | None
     if best and history.records and best["iter"] < history.records[-1]["iter"]:
         ax.plot([best["iter"]], [best["val_loss"]], marker="v", markersize=9, color="black", linestyle="none",
                 label=f"best val {best['val_loss']:.2f} (step {best['iter']})")
-    if floor is not None:
-        ax.axhline(floor, label=f"entropy floor {floor:.2f}", **FLOOR_STYLE)
+    draw_references(ax, refs, floor)
+    losses = history.train_loss + history.val_loss + [v for v in (refs or {}).values()] + ([floor] if floor else [])
+    if losses:
+        log_loss_axis(ax, 0.85 * min(losses), 1.1 * max(losses))
     ax.set_xlabel("training step")
-    ax.set_ylabel("loss (nats per token)")
+    ax.set_ylabel("loss (nats per token, log scale)")
     if title is None and history.config:
         title = f"{history.config.get('name', '')}: {history.config.get('stories', '?')} stories"
     if history.gap is not None:  # the last point's gap: the same number the summary prints
-        title = f"{title}  (gap {history.gap:+.2f})"
+        title = f"{title}  (gap {history.gap:+.3f})"
     ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower left", fontsize=8)
     return ax
 
 
@@ -43,8 +79,9 @@ class LiveLossPlot:
     copy shows the final curves too.
     """
 
-    def __init__(self, floor: float | None = None, title: str | None = None):
-        self.floor, self.title, self.handle = floor, title, None
+    def __init__(self, floor: float | None = None, title: str | None = None,
+                 refs: Mapping[str, float] | None = None):
+        self.floor, self.title, self.refs, self.handle = floor, title, refs, None
 
     def __call__(self, history) -> None:
         try:
@@ -54,8 +91,8 @@ class LiveLossPlot:
             return
         if get_ipython() is None:  # plain Python: nothing to draw on
             return
-        fig, ax = plt.subplots(figsize=(6.5, 3.8))
-        plot_history(history, self.floor, ax=ax, title=self.title)
+        fig, ax = plt.subplots(figsize=(7, 4))
+        plot_history(history, self.floor, ax=ax, title=self.title, refs=self.refs)
         fig.tight_layout()
         if self.handle is None:
             self.handle = display(fig, display_id=True)
@@ -65,16 +102,26 @@ class LiveLossPlot:
 
 
 def plot_ladder_curves(histories: Mapping[str, object], floor: float | None = None,
-                       path: str | Path | None = None):
-    """One panel per level, train solid and val dashed; the gap grows as the data shrinks."""
+                       path: str | Path | None = None, refs: Mapping[str, Mapping[str, float]] | None = None):
+    """One panel per level (two rows, each panel its own log y-range), train solid, val dashed.
+
+    refs: per level, the reference lines (metrics.reference_losses). Each panel's range follows
+    its own curves, so a gap of 0.03 nats at the large level is as visible as 4 at the smallest.
+    """
     n = len(histories)
-    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.4), sharey=True, squeeze=False)
-    for ax, (name, history) in zip(axes[0], histories.items()):
-        plot_history(history, floor, ax=ax, title=f"{name}\n{history.config.get('stories')} stories")
-        ax.title.set_fontsize(9)
-        if ax is not axes[0][0]:
-            ax.set_ylabel("")
+    cols = min(3, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3.6 * rows), squeeze=False)
+    for ax, (name, history) in zip(axes.flat, histories.items()):
+        plot_history(history, floor, ax=ax, refs=(refs or {}).get(name),
+                     title=f"{name}: {history.config.get('stories'):,} stories")
+        ax.title.set_fontsize(10)
+        if ax is not axes.flat[0]:
             ax.get_legend().remove()
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.suptitle("The ladder: model, data and steps grow together (log scale; grey: reference models)",
+                 fontsize=11)
     fig.tight_layout()
     return _finish(fig, path)
 
@@ -129,43 +176,84 @@ def _finish(fig, path):
 
 
 def plot_sweep(result: Mapping, path: str | Path | None = None):
-    """The controlled experiment: gap against stories and against passes, and the scaling law."""
+    """The controlled experiment: best validation loss and where it came, and the law with its test."""
     summary, rows, fit, floor = result["summary"], result["rows"], result.get("fit") or {}, result["floor"]
     stories = [s["stories"] for s in summary]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.3))
     ax = axes[0]
-    ax.errorbar(stories, [s["gap"] for s in summary], yerr=[s["gap_sd"] for s in summary], fmt="o-",
-                capsize=4, linewidth=2, label="gap at the end (mean ± sd of 3 seeds)")
-    ax.scatter([r["stories"] for r in rows], [r["gap"] for r in rows], s=10, color="grey", label="each seed")
+    ax.errorbar(stories, [s["best_val"] for s in summary], yerr=[s["best_val_sd"] for s in summary], fmt="o-",
+                capsize=4, linewidth=2, label="best val (mean ± sd over seeds)")
+    ax.errorbar(stories, [s["final_train"] for s in summary], yerr=[s["final_train_sd"] for s in summary],
+                fmt="s--", capsize=4, linewidth=1.5, label="train loss at the end")
+    ax.scatter([r["stories"] for r in rows], [r["best_val"] for r in rows], s=10, color="grey", zorder=3,
+               label="each seed")
+    for s in summary:
+        if s["turned_up"]:
+            ax.annotate(f"turned up\n({s['turned_up']}/{s['seeds']} seeds)", (s["stories"], s["best_val"]),
+                        textcoords="offset points", xytext=(6, 6), fontsize=7)
+    ax.axhline(floor, label=f"entropy floor {floor:.2f}", **FLOOR_STYLE)
     ax.set_xscale("log")
     ax.set_xlabel("training stories (log scale)")
-    ax.set_ylabel("val - train (nats per token)")
-    ax.set_title("Only the data changes: the gap")
-    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_ylabel("loss (nats per token)")
+    ax.set_title("Only the data changes: one model, one recipe")
     ax.legend(fontsize=8)
     ax = axes[1]
-    ax.scatter([r["passes"] for r in rows], [r["gap"] for r in rows], s=18)
-    ax.set_xscale("log")
-    ax.set_xlabel("passes over the training text (log scale)")
-    ax.set_ylabel("gap")
-    ax.set_title("The same runs: gap against passes")
-    ax.axhline(0, color="black", linewidth=0.8)
-    ax = axes[2]
     above = [s["best_val"] - floor for s in summary]
     ax.errorbar(stories, above, yerr=[s["best_val_sd"] for s in summary], fmt="o", capsize=4,
-                label="best val - floor (mean ± sd)")
+                label="best val − floor (mean ± sd)")
     if fit:
-        xs = [min(stories), max(stories) * 3]
-        ax.plot(xs, [fit["B"] * x ** -fit["beta"] for x in xs], "--",
-                label=f"fit: {fit['B']:.2f} · D^-{fit['beta']:.2f} (β sd {fit['beta_sd']:.2f})")
+        xs = [min(stories), max(stories)]
+        ax.plot(xs, [fit["B"] * x ** -fit["beta"] for x in xs], "-", color="tab:orange",
+                label=f"fit: {fit['B']:.2f} · D^−{fit['beta']:.3f}  (R² {fit['r2']:.2f})")
+    pred = result.get("prediction")
+    if pred:
+        ax.errorbar([pred["stories"]], [pred["measured"] - floor], yerr=[pred["measured_sd"]], fmt="D",
+                    color="tab:red", capsize=4,
+                    label=f"held out, {pred['stories']:,} stories: measured (error {pred['error']:+.3f})")
+        ax.plot([pred["stories"]], [pred["predicted"] - floor], "x", color="tab:red", markersize=10,
+                label="… and the fit's prediction")
+    lows = [a - s["best_val_sd"] for a, s in zip(above, summary)] + ([pred["measured"] - floor] if pred else [])
+    highs = [a + s["best_val_sd"] for a, s in zip(above, summary)]
+    log_loss_axis(ax, 0.8 * max(min(lows), 0.05), 1.25 * max(highs))
     ax.set_xscale("log")
-    ax.set_yscale("log")
     ax.set_xlabel("training stories D (log scale)")
-    ax.set_ylabel("nats above the entropy floor (log)")
-    ax.set_title("A data scaling law with a known floor")
+    ax.set_ylabel("nats per token above the floor (log scale)")
+    ax.set_title("A data scaling law with a known floor, and its test")
     ax.legend(fontsize=8)
     for a in axes:
         a.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+def plot_remedies(histories: Mapping[str, Sequence], floor: float | None = None,
+                  refs: Mapping[str, float] | None = None, title: str = "", path: str | Path | None = None):
+    """Each remedy's runs (one line per seed): training loss left, validation loss right.
+
+    Side by side, so a remedy that only makes the training loss worse is seen as such.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.3), sharey=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    losses = []
+    for (name, runs), color in zip(histories.items(), colors):
+        for i, history in enumerate(runs):
+            label = name if i == 0 else None
+            axes[0].plot(history.iters, history.train_loss, color=color, linewidth=1.5, alpha=0.8, label=label)
+            axes[1].plot(history.iters, history.val_loss, color=color, linewidth=1.5, alpha=0.8, label=label)
+            best = history.best
+            axes[1].plot([best["iter"]], [best["val_loss"]], marker="v", color=color, markersize=7)
+            losses += history.train_loss[2:] + history.val_loss[2:]  # from the third point: past the start
+    for ax, what in zip(axes, ("training", "validation")):
+        draw_references(ax, refs, floor)
+        ax.set_xlabel("training step")
+        ax.set_title(f"{what} loss (▼ = lowest of each run)" if what == "validation" else f"{what} loss")
+        ax.grid(alpha=0.3, which="both")
+    ref_values = [v for k, v in (refs or {}).items() if k in ("bigram", "floor")] + ([floor] if floor else [])
+    log_loss_axis(axes[0], 0.85 * min(losses + ref_values), 1.1 * max(losses + ref_values))
+    axes[0].set_ylabel("loss (nats per token, log scale)")
+    axes[1].legend(fontsize=8, loc="lower left")
+    if title:
+        fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return _finish(fig, path)
 
