@@ -261,6 +261,34 @@ def cmd_grade(args) -> int | None:
         return INTERRUPTED
 
 
+def cmd_sweep(args) -> int | None:
+    """The controlled experiment: the whole sweep, one student's cells, or the class's merged."""
+    from . import sweep
+    from .tables import format_table
+
+    seeds = args.seeds or sweep.SWEEP_SEEDS
+    if (args.cell is None) != (args.of is None):
+        raise UsageError("--cell and --of go together: --cell K --of N runs student K's share (K from 0 to N-1)")
+    if args.collect is not None:
+        result, problems = sweep.collect(args.collect)
+        for problem in problems:
+            print(f"note: {problem}")
+        if result is None:
+            return 1
+        out = args.out or OUTPUTS_DIR
+        sweep.write_sweep(result, out / "class_sweep")
+        print(f"\n{sum(r['seeds'] for r in result['summary'])} runs from {args.collect}:")
+    elif args.cell is not None:
+        paths = sweep.run_cells(args.cell, args.of, args.out or OUTPUTS_DIR / "sweep_cells", seeds=seeds)
+        print("hand these files back:\n" + "\n".join(f"  {p}" for p in paths))
+        return None
+    else:
+        result = sweep.data_sweep(seeds=seeds, jobs=args.jobs, out_dir=args.out or OUTPUTS_DIR)
+    print(format_table(result["summary"], sweep.SWEEP_COLUMNS))
+    print("\n" + sweep.fit_line(result))
+    return None
+
+
 def cmd_bench(args) -> None:
     from .bench import run_benchmarks
 
@@ -330,6 +358,21 @@ def folder(text: str) -> Path:
                                                  "(it is created if it does not exist)")
             break
     return path
+
+
+def seed_list(text: str) -> list[int]:
+    """'1-6' or '1,2,3' -> [1, 2, ...]."""
+    try:
+        if "-" in text.strip("-"):
+            low, high = (int(x) for x in text.split("-", 1))
+            seeds = list(range(low, high + 1))
+        else:
+            seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or max(seeds) > 2**31:
+        raise argparse.ArgumentTypeError(f"{text!r}: give seeds as 1-6 or 1,2,3 (whole numbers from 0)")
+    return sorted(set(seeds))
 
 
 def out_folder(text: str) -> Path:
@@ -479,6 +522,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="replace an --out file (or its .md) that is not a grade table written by grade")
     gr.set_defaults(func=cmd_grade)
 
+    sw = sub.add_parser("sweep", help="the controlled experiment: only the data changes (lesson 08)",
+                        description="Train one fixed model and recipe on 100 to 10,000 stories, 3 seeds each, "
+                        "fit the data scaling law and test it on a held-out size. Runs kept in outputs/runs/ "
+                        "are reused. A class can share the work: each student runs --cell K --of N and hands "
+                        "back the JSON files; --collect FOLDER merges them.")
+    sw.add_argument("--cell", type=whole_number(0), help="this student's number, from 0 (with --of)")
+    sw.add_argument("--of", type=whole_number(1), help="how many students share the sweep")
+    sw.add_argument("--seeds", type=seed_list, help="seeds, e.g. 1-6 or 1,2,3 (default 1,2,3)")
+    sw.add_argument("--collect", type=folder, help="merge the cells a class handed back (a folder of JSON files)")
+    sw.add_argument("--jobs", type=whole_number(1, 64), default=2, help="runs in parallel (default 2)")
+    sw.add_argument("--out", type=out_folder, help="where to write (default outputs/, cells: outputs/sweep_cells/)")
+    sw.set_defaults(func=cmd_sweep)
     b = sub.add_parser("bench", help="measure training speed, vocabulary speed-up, utilisation, generation")
     b.add_argument("--quick", action="store_true", help="short runs (a check that it works, not the numbers)")
     b.add_argument("--out", type=out_folder, default=Path("benchmarks/results"), help="folder for the results")

@@ -1,15 +1,22 @@
-"""The controlled experiment: one fixed model and training budget, only the data changes.
+"""The controlled experiment: one fixed model and training recipe, only the data changes.
 
-The ladder of levels grows the model and the data together, so it cannot say which of the two
-made the gap close. Here nothing changes but the number of training stories, and every point
-is trained with three seeds, so the spread shows what is noise.
+The ladder of levels grows the model, the data and the steps together, so it cannot say which
+of them closed the gap. Here nothing changes but the number of training stories, and every
+size is trained with three seeds, so the spread shows what is noise.
 
 Because the course knows its entropy floor E exactly, the data scaling law
 L(D) = E + B * D^-beta needs only B and beta: a straight line on log-log axes of
-(best validation loss - E) against the number of stories D.
+(best validation loss - E) against the number of stories D. A law earns the name by predicting
+a size it was not fitted on: the sweep trains one held-out size and prints the error.
+
+Every run is kept in outputs/runs/ under a key of its settings, data and training code, so a
+run with the same settings (a lesson's remedy run, a class member's cell) is loaded, not
+trained again. The class can share the work: `python -m slmlib sweep --cell K --of N` runs
+one student's share, `python -m slmlib sweep --collect FOLDER` merges what they hand back.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import statistics
@@ -19,21 +26,60 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from .config import LEVELS, LevelConfig
-from .paths import OUTPUTS_DIR, atomic_write
+from .errors import UsageError
+from .paths import DATA_DIR, OUTPUTS_DIR, ROOT, atomic_write
 
-SWEEP_STORIES = (100, 300, 1000, 3000, 10000)
+SWEEP_STORIES = (100, 200, 500, 1000, 3000, 10000)
+HELD_OUT_STORIES = 2000  # not in the fit: the law must predict it
 SWEEP_SEEDS = (1, 2, 3)
-# ultra_tiny's architecture and a budget small enough for 15 runs in about two minutes.
-SWEEP_CONFIG = LEVELS["ultra_tiny"].replace(name="sweep", max_iters=250, eval_interval=25,
-                                            eval_windows=64, warmup_iters=20)
+# One fixed recipe for every data size, chosen by measurement (README, "The controlled
+# experiment"): ultra-tiny's model, long enough to turn up at 100-200 stories, short enough
+# for 21 runs on two cores.
+SWEEP_CONFIG = LEVELS["ultra_tiny"].replace(name="sweep", max_iters=500, eval_interval=25,
+                                            eval_windows=64, warmup_iters=30)
+TURNED_UP = {"best_by": 0.6, "rise": 0.2}  # the lesson check's definition of a U-turn
+RUNS_DIR = OUTPUTS_DIR / "runs"
+# What a run's result depends on beyond its settings: the data and the training code.
+_RUN_INPUTS = [DATA_DIR / "stats.json"] + [ROOT / "slmlib" / f for f in ("model.py", "train.py", "data.py",
+                                                                           "config.py", "tokenizer.py")]
 
 
 def sweep_config(stories: int, seed: int, base: LevelConfig = SWEEP_CONFIG) -> LevelConfig:
     return base.replace(stories=stories, seed=seed)
 
 
+def run_key(cfg: LevelConfig) -> str:
+    """Same settings, same data, same training code: the same run (bit for bit on one machine)."""
+    h = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode())
+    for path in _RUN_INPUTS:
+        h.update(path.read_bytes() if path.is_file() else b"-")
+    return h.hexdigest()[:20]
+
+
+def _run_file(cfg: LevelConfig, runs_dir: Path) -> Path:
+    return Path(runs_dir) / f"{cfg.name}-{cfg.stories}-seed{cfg.seed}-{run_key(cfg)}.json"
+
+
+def load_run(cfg: LevelConfig, runs_dir: Path | str = RUNS_DIR) -> dict | None:
+    """A finished run with exactly these settings, if one was kept; None otherwise."""
+    path = _run_file(cfg, runs_dir)
+    try:
+        run = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    ok = run.get("key") == run_key(cfg) and run.get("status") == "completed" and run.get("records")
+    return run if ok else None
+
+
+def save_run(cfg: LevelConfig, run: dict, runs_dir: Path | str = RUNS_DIR) -> Path:
+    path = _run_file(cfg, runs_dir)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps({**run, "key": run_key(cfg)}) + "\n",
+                                                        encoding="utf-8"))
+    return path
+
+
 def _run_one(cfg: LevelConfig, threads: int | None) -> dict:
-    """Train one run without saving it (in a worker process when jobs > 1): its history."""
+    """Train one run without saving a model (in a worker process when jobs > 1): its history."""
     import torch
 
     from .data import load_data
@@ -47,106 +93,259 @@ def _run_one(cfg: LevelConfig, threads: int | None) -> dict:
 
 
 def train_many(configs: Sequence[LevelConfig], jobs: int = 2, progress: bool = True,
-               desc: str = "runs") -> list[dict]:
-    """Train several small runs (not saved) and return their histories as dicts, in order.
+               desc: str = "runs", runs_dir: Path | str | None = RUNS_DIR) -> list[dict]:
+    """Train several small runs (no models saved) and return their histories as dicts, in order.
 
-    jobs: runs in parallel, one thread each. These models are too small to keep two threads
-    busy, so two single-threaded runs side by side finish sooner than one after the other.
+    A run already kept in runs_dir with the same settings is loaded instead of trained; each new
+    run is kept there as soon as it finishes, so an interrupted sweep loses only the runs in
+    flight. jobs: runs in parallel, one thread each (these models are too small to keep two
+    threads busy, so two single-threaded runs side by side finish sooner than one after the other).
     """
+    results: list[dict | None] = [load_run(c, runs_dir) if runs_dir else None for c in configs]
+    todo = [i for i, r in enumerate(results) if r is None]
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(configs), desc=desc, unit="run")
-    results = []
-    if jobs > 1 and len(configs) > 1:
-        with ProcessPoolExecutor(min(jobs, len(configs)), mp_context=get_context("spawn")) as pool:
-            for result in pool.map(_run_one, configs, [1] * len(configs)):
-                results.append(result)
-                bar is not None and bar.update(1)
+        reused = len(configs) - len(todo)
+        bar = tqdm(total=len(configs), initial=reused, unit="run",
+                   desc=f"{desc} ({reused} reused)" if reused else desc)
+
+    def finished(i: int, run: dict) -> None:
+        results[i] = run
+        if runs_dir:
+            save_run(configs[i], run, runs_dir)
+        if bar is not None:
+            bar.update(1)
+
+    if jobs > 1 and len(todo) > 1:
+        with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=get_context("spawn")) as pool:
+            for i, run in zip(todo, pool.map(_run_one, [configs[i] for i in todo], [1] * len(todo))):
+                finished(i, run)
     else:
-        for cfg in configs:
-            results.append(_run_one(cfg, None))
-            bar is not None and bar.update(1)
+        for i in todo:
+            finished(i, _run_one(configs[i], None))
     if bar is not None:
         bar.close()
     return results
 
 
-def _sweep_row(run: dict) -> dict:
-    cfg = run["config"]
+def sweep_row(run: dict) -> dict:
+    """One run of the sweep as a table row: where it was best, how far it rose, its gaps."""
+    cfg, records = run["config"], run["records"]
+    best = min(records, key=lambda r: r["val_loss"])
+    last = records[-1]
     tokens_seen = cfg["max_iters"] * cfg["batch_size"] * cfg["block_size"]
     return {"stories": cfg["stories"], "seed": cfg["seed"], "train_tokens": run["train_tokens"],
-            "passes": round(tokens_seen / run["train_tokens"], 2),
-            "best_val": run["best"]["val_loss"], "best_step": run["best"]["iter"],
-            "final_val": run["final"]["val_loss"], "final_train": run["final"]["train_loss"],
-            "gap": run["final"]["gap"], "floor": run["floor"], "seconds": round(run["seconds"], 1)}
+            "passes": round(tokens_seen / run["train_tokens"], 1),
+            "best_val": best["val_loss"], "best_step": best["iter"], "steps": last["iter"],
+            "rise": round(last["val_loss"] - best["val_loss"], 3), "final_train": last["train_loss"],
+            "gap_at_best": round(best["val_loss"] - best["train_loss"], 3),
+            "gap_at_end": round(last["val_loss"] - last["train_loss"], 3),
+            "floor": run["floor"], "seconds": round(run["seconds"], 1)}
 
 
-def data_sweep(stories: Sequence[int] = SWEEP_STORIES, seeds: Sequence[int] = SWEEP_SEEDS,
-               base: LevelConfig = SWEEP_CONFIG, jobs: int = 2, progress: bool = True,
-               out_dir: str | Path | None = OUTPUTS_DIR) -> dict:
-    """Train the fixed model on each story count with each seed; fit the scaling law.
+def turned_up(row: dict) -> bool:
+    """The U-turn: best validation early in the run, then a clear rise."""
+    return row["best_step"] <= TURNED_UP["best_by"] * row["steps"] and row["rise"] >= TURNED_UP["rise"]
 
-    Writes outputs/data_sweep.json and outputs/data_sweep.png when out_dir is given.
-    """
-    configs = [sweep_config(n, s, base) for n in stories for s in seeds]
-    rows = [_sweep_row(run) for run in train_many(configs, jobs, progress, desc="data sweep")]
-    floor = rows[0]["floor"]
-    result = {"config": base.to_dict(), "rows": rows, "summary": summarise(rows),
-              "fit": fit_scaling_law(rows, floor), "floor": floor}
-    if out_dir is not None:
-        from .plots import close_figure, plot_sweep
 
-        atomic_write(Path(out_dir) / "data_sweep.json",
-                     lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2) + "\n"))
-        close_figure(plot_sweep(result, Path(out_dir) / "data_sweep.png"))
-    return result
+def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    return (round(statistics.mean(values), 3),
+            round(statistics.stdev(values), 3) if len(values) > 1 else 0.0)
 
 
 def summarise(rows: Sequence[dict]) -> list[dict]:
-    """Mean and spread (standard deviation over seeds) per story count."""
+    """Per story count: mean and spread (sd over seeds) of each number, and how many turned up."""
     out = []
     for n in sorted({r["stories"] for r in rows}):
         group = [r for r in rows if r["stories"] == n]
-        entry = {"stories": n, "seeds": len(group), "passes": group[0]["passes"]}
-        for key in ("gap", "best_val", "final_val"):
-            values = [r[key] for r in group]
-            entry[key] = round(statistics.mean(values), 3)
-            entry[f"{key}_sd"] = round(statistics.stdev(values), 3) if len(values) > 1 else 0.0
+        entry = {"stories": n, "seeds": len(group), "train_tokens": group[0]["train_tokens"],
+                 "passes": group[0]["passes"], "turned_up": sum(turned_up(r) for r in group)}
+        for key in ("best_val", "best_step", "rise", "final_train", "gap_at_best", "gap_at_end"):
+            entry[key], entry[f"{key}_sd"] = _mean_sd([r[key] for r in group])
         out.append(entry)
     return out
 
 
-def _line_fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
-    """Least squares y = a + b x -> (a, b)."""
+def _line_fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float, float]:
+    """Least squares y = a + b x -> (a, b, R^2)."""
     mx, my = statistics.mean(xs), statistics.mean(ys)
-    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
-    return my - b * mx, b
+    sxx = sum((x - mx) ** 2 for x in xs)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    a = my - b * mx
+    total = sum((y - my) ** 2 for y in ys)
+    residual = sum((y - a - b * x) ** 2 for x, y in zip(xs, ys))
+    return a, b, (1 - residual / total) if total > 0 else 1.0
 
 
-def fit_scaling_law(rows: Sequence[dict], floor: float, target: float = 0.1) -> dict:
-    """Fit best_val = floor + B * stories^-beta, once per seed; beta's spread is over seeds.
+def fit_scaling_law(rows: Sequence[dict], floor: float) -> dict:
+    """Fit best_val - floor = B * D^-beta on log-log axes: on the seed means, and per seed.
 
-    Also extrapolates: how many stories this model would need to come within `target` nats
-    of the floor, if the line kept going (it need not: a fixed model and budget run out).
+    R^2 is the fit's on log axes (1 = a straight line). beta_sd is the spread of the per-seed
+    fits: how much beta would move with other seeds.
     """
-    per_seed = []
-    for seed in sorted({r["seed"] for r in rows}):
-        pts = [(math.log(r["stories"]), math.log(r["best_val"] - floor))
-               for r in rows if r["seed"] == seed and r["best_val"] > floor]
-        if len(pts) >= 2:
-            log_b, slope = _line_fit(*zip(*pts))
-            per_seed.append({"seed": seed, "B": math.exp(log_b), "beta": -slope})
-    if not per_seed:
+    def fit(points):
+        pts = [(math.log(d), math.log(v - floor)) for d, v in points if v > floor]
+        if len(pts) < 3:
+            return None
+        log_b, slope, r2 = _line_fit(*zip(*pts))
+        return {"B": round(math.exp(log_b), 4), "beta": round(-slope, 4), "r2": round(r2, 4)}
+
+    means = fit([(s["stories"], s["best_val"]) for s in summarise(rows)])
+    if means is None:
         return {}
+    per_seed = [dict(seed=seed, **f) for seed in sorted({r["seed"] for r in rows})
+                if (f := fit([(r["stories"], r["best_val"]) for r in rows if r["seed"] == seed]))]
     betas = [p["beta"] for p in per_seed]
-    beta = statistics.mean(betas)
-    B = math.exp(statistics.mean(math.log(p["B"]) for p in per_seed))
-    try:  # a nearly flat line extrapolates to astronomically many stories
-        needed = math.exp(math.log(B / target) / beta) if beta > 0 and B > target else float("inf")
-    except OverflowError:
-        needed = float("inf")
-    return {"beta": round(beta, 3), "beta_sd": round(statistics.stdev(betas), 3) if len(betas) > 1 else 0.0,
-            "B": round(B, 3), "per_seed": per_seed, "target_above_floor": target,
-            "stories_for_target": round(needed) if math.isfinite(needed) and needed < 1e15 else None}
+    return {**means, "beta_sd": round(statistics.stdev(betas), 4) if len(betas) > 1 else None,
+            "per_seed": per_seed, "fitted_on": sorted({r["stories"] for r in rows}), "floor": floor}
+
+
+def predict(fit: dict, stories: int) -> float:
+    """The law's best validation loss at a data size: floor + B * D^-beta."""
+    return fit["floor"] + fit["B"] * stories ** -fit["beta"]
+
+
+def sweep_result(rows: Sequence[dict], held_out_rows: Sequence[dict], config: dict) -> dict:
+    """Table, fit and the held-out prediction from the runs' rows (the class's, or one machine's)."""
+    floor = rows[0]["floor"]
+    fit = fit_scaling_law(rows, floor)
+    result = {"config": config, "rows": list(rows), "summary": summarise(rows), "fit": fit, "floor": floor,
+              "held_out_rows": list(held_out_rows)}
+    if fit and held_out_rows:
+        stories = held_out_rows[0]["stories"]
+        measured, sd = _mean_sd([r["best_val"] for r in held_out_rows])
+        predicted = round(predict(fit, stories), 3)
+        result["prediction"] = {"stories": stories, "predicted": predicted, "measured": measured,
+                                "measured_sd": sd, "seeds": len(held_out_rows),
+                                "error": round(measured - predicted, 3)}
+    return result
+
+
+def data_sweep(stories: Sequence[int] = SWEEP_STORIES, seeds: Sequence[int] = SWEEP_SEEDS,
+               base: LevelConfig = SWEEP_CONFIG, held_out: int | None = HELD_OUT_STORIES, jobs: int = 2,
+               progress: bool = True, out_dir: str | Path | None = OUTPUTS_DIR,
+               runs_dir: str | Path | None = RUNS_DIR) -> dict:
+    """Train the fixed recipe on each story count with each seed, fit the law, test it on `held_out`.
+
+    Writes outputs/data_sweep.json and outputs/data_sweep.png when out_dir is given.
+    """
+    sizes = list(stories) + ([held_out] if held_out else [])
+    configs = [sweep_config(n, s, base) for n in sizes for s in seeds]
+    rows = [sweep_row(run) for run in train_many(configs, jobs, progress, "data sweep", runs_dir)]
+    fitted = [r for r in rows if r["stories"] != held_out]
+    result = sweep_result(fitted, [r for r in rows if r["stories"] == held_out], base.to_dict())
+    if out_dir is not None:
+        write_sweep(result, Path(out_dir) / "data_sweep")
+    return result
+
+
+def write_sweep(result: dict, stem: Path) -> None:
+    """<stem>.json and <stem>.png."""
+    from .plots import close_figure, plot_sweep
+
+    atomic_write(stem.with_suffix(".json"),
+                 lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8"))
+    close_figure(plot_sweep(result, stem.with_suffix(".png")))
+
+
+def fit_line(result: dict) -> str:
+    """The law and its test in two lines."""
+    fit, pred = result.get("fit") or {}, result.get("prediction")
+    if not fit:
+        return "no fit: fewer than 3 data sizes with a best validation loss above the floor"
+    spread = f" ± {fit['beta_sd']:.3f} (sd over {len(fit['per_seed'])} seeds)" if fit.get("beta_sd") is not None else ""
+    line = (f"fit on the means: best val - floor = {fit['B']:.2f} · D^-{fit['beta']:.3f}; "
+            f"beta {fit['beta']:.3f}{spread}; R² {fit['r2']:.3f} on log-log axes")
+    if pred:
+        line += (f"\nheld out, {pred['stories']:,} stories (not in the fit): predicted {pred['predicted']:.3f}, "
+                 f"measured {pred['measured']:.3f} ± {pred['measured_sd']:.3f} ({pred['seeds']} seeds): "
+                 f"error {pred['error']:+.3f} nats")
+    return line
+
+
+SWEEP_COLUMNS = ("stories", "train_tokens", "passes", "best_val", "best_val_sd", "best_step", "rise",
+                 "final_train", "gap_at_best", "gap_at_end", "turned_up")
+
+
+# The class as the cluster: every (stories, seed) pair is a cell one student can run.
+def sweep_cells(seeds: Sequence[int] = SWEEP_SEEDS, stories: Sequence[int] = SWEEP_STORIES,
+                held_out: int | None = HELD_OUT_STORIES) -> list[tuple[int, int]]:
+    return [(n, s) for s in seeds for n in list(stories) + ([held_out] if held_out else [])]
+
+
+def run_cells(cell: int, of: int, out_dir: str | Path, seeds: Sequence[int] = SWEEP_SEEDS,
+              base: LevelConfig = SWEEP_CONFIG, jobs: int = 1, progress: bool = True) -> list[Path]:
+    """Student `cell` of `of` (0-based) runs its share of the cells; writes one small JSON per run.
+
+    The files are what the student hands back: `python -m slmlib sweep --collect FOLDER` merges them.
+    """
+    if not (isinstance(cell, int) and isinstance(of, int) and of >= 1 and 0 <= cell < of):
+        raise UsageError(f"--cell {cell} --of {of}: the cell must be a whole number from 0 to {of - 1}, "
+                         "e.g. --cell 0 --of 30 for the first of 30 students")
+    cells = sweep_cells(seeds)
+    mine = cells[cell::of]
+    if not mine:
+        raise UsageError(f"cell {cell} of {of}: the sweep has only {len(cells)} cells ({len(seeds)} seeds), "
+                         f"so cells {len(cells)} and up have nothing to run; use --of {len(cells)} or "
+                         "more seeds (--seeds 1-6)")
+    configs = [sweep_config(n, s, base) for n, s in mine]
+    out_dir = Path(out_dir)
+    paths = []
+    for cfg, run in zip(configs, train_many(configs, jobs, progress, f"cell {cell} of {of}")):
+        path = out_dir / f"sweep-{cfg.stories}-stories-seed{cfg.seed}.json"
+        atomic_write(path, lambda tmp, run=run: Path(tmp).write_text(
+            json.dumps({"sweep_cell": True, **run}) + "\n", encoding="utf-8"))
+        paths.append(path)
+    return paths
+
+
+def _recipe(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in ("stories", "seed")}
+
+
+def collect(folder: str | Path, base: LevelConfig = SWEEP_CONFIG, held_out: int | None = HELD_OUT_STORIES,
+            stories: Sequence[int] = SWEEP_STORIES) -> tuple[dict | None, list[str]]:
+    """Merge the cells a class handed back: (the sweep's result, or None; the problems found).
+
+    Nothing is averaged silently: a file that is not a finished sweep run, a run with other
+    settings, and a second copy of a cell are each reported and left out; the cells missing from
+    the seeds handed in are listed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UsageError(f"--collect {folder}: no such folder; give the folder the class's JSON files are in")
+    recipe, problems, runs = _recipe(base.to_dict()), [], {}
+    for path in sorted(folder.rglob("*.json")):
+        try:
+            run = json.loads(path.read_text(encoding="utf-8"))
+            cfg = run["config"]
+            cell = (int(cfg["stories"]), int(cfg["seed"]))
+            sweep_row(run)  # every number the table needs is there
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            problems.append(f"{path.name}: not a sweep result (unreadable or incomplete), left out")
+            continue
+        if run.get("status") != "completed":
+            problems.append(f"{path.name}: the run did not finish ({run.get('status')}), left out")
+        elif _recipe(cfg) != recipe:
+            changed = sorted(k for k in set(recipe) | set(cfg) if recipe.get(k) != cfg.get(k)
+                             and k not in ("stories", "seed"))
+            problems.append(f"{path.name}: trained with other settings ({', '.join(changed)}), left out")
+        elif cell in runs:
+            same = runs[cell][1]["records"] == run["records"]
+            problems.append(f"{path.name}: a second copy of {cell[0]} stories, seed {cell[1]} "
+                            f"({'identical' if same else 'DIFFERENT numbers'}; {runs[cell][0]} is used)")
+        else:
+            runs[cell] = (path.name, run)
+    seeds = sorted({s for _, s in runs})
+    missing = [c for c in sweep_cells(seeds, stories, held_out) if c not in runs]
+    if missing:
+        problems.append(f"missing cells ({len(missing)}): "
+                        + ", ".join(f"{n} stories seed {s}" for n, s in missing[:20])
+                        + (" ..." if len(missing) > 20 else ""))
+    rows = [sweep_row(run) for _, run in runs.values()]
+    fitted = [r for r in rows if r["stories"] != held_out]
+    if not fitted:
+        return None, problems + ["no usable runs: nothing to fit"]
+    return sweep_result(fitted, [r for r in rows if r["stories"] == held_out], base.to_dict()), problems
