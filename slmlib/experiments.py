@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import math
+import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,7 +12,7 @@ from .checkpoint import CheckpointError, default_path, load_model, model_path
 from .config import LEVELS, LevelConfig, get_level
 from .data import eval_windows, floor_nats_per_token, fresh_stories, load_data, to_token_tensor, write_atomic
 from .generation import generate_text
-from .metrics import TrainingText, chance_copying, perplexity, text_quality
+from .metrics import TrainingText, chance_copying, perplexity, reference_losses, text_quality
 from .paths import MODELS_DIR, OUTPUTS_DIR
 from .plots import close_figure, plot_gap_vs_data, plot_ladder_curves
 from .surprise import score_handwritten
@@ -34,8 +36,8 @@ def resolve_levels(levels: str | int | Sequence = "all") -> list[LevelConfig]:
     return [get_level(level) for level in levels]
 
 
-def level_result(history: History, model, data_stats: dict) -> dict:
-    """One row of the ladder table."""
+def level_result(history: History, model, data_stats: dict, refs: dict | None = None) -> dict:
+    """One row of the ladder table; refs: the level's reference losses (metrics.reference_losses)."""
     cfg = history.config
     floor = data_stats.get("floor", {}).get("val")
     params = model.num_params()
@@ -50,8 +52,15 @@ def level_result(history: History, model, data_stats: dict) -> dict:
         "train_loss": final["train_loss"], "val_loss": final["val_loss"], "gap": final["gap"],
         "best_val": best.get("val_loss"), "best_step": best.get("iter"),
         "floor": floor, "val_above_floor": round(final["val_loss"] - floor, 4) if floor is not None else None,
+        "bigram": (refs or {}).get("bigram"), "refs": refs,
         "seconds": round(history.seconds, 1), "status": history.status,
     }
+
+
+def level_refs(cfg: LevelConfig | dict, data=None) -> dict:
+    """The reference losses of a level's own stories, on the windows its curves were measured on."""
+    cfg = LevelConfig.from_dict(cfg) if isinstance(cfg, dict) else cfg
+    return reference_losses(data if data is not None else load_data(cfg), cfg.eval_windows, cfg.block_size)
 
 
 def train_ladder(levels: str | Sequence = "all", models_dir: str | Path = MODELS_DIR,
@@ -75,7 +84,7 @@ def train_ladder(levels: str | Sequence = "all", models_dir: str | Path = MODELS
         if history.status != "completed":  # interrupted: keep what we have, say so, stop
             break
         histories[cfg.name] = history
-        results.append(level_result(history, history.model, history.data.stats()))
+        results.append(level_result(history, history.model, history.data.stats(), level_refs(cfg, history.data)))
     if results and is_main_process():  # under torchrun, rank 0 alone writes
         write_ladder_outputs(histories, results, out_dir, total_seconds=time.perf_counter() - start,
                              overrides=overrides)
@@ -86,7 +95,8 @@ def write_ladder_outputs(histories: dict, results: list[dict], out_dir: str | Pa
                          **extra) -> None:
     """outputs/training_curves.png, gap_vs_data.png and ladder_results.json."""
     out_dir = Path(out_dir)
-    for fig in (plot_ladder_curves(histories, results[0]["floor"], out_dir / "training_curves.png"),
+    refs = {r["level"]: r["refs"] for r in results if r.get("refs")}
+    for fig in (plot_ladder_curves(histories, results[0]["floor"], out_dir / "training_curves.png", refs),
                 plot_gap_vs_data(results, out_dir / "gap_vs_data.png")):
         close_figure(fig)  # saved to disk; a notebook shows them where it asks for them
     write_atomic(out_dir / "ladder_results.json", json.dumps({"levels": results, **extra}, indent=2) + "\n")
@@ -106,14 +116,14 @@ def ladder_from_models(levels: str | Sequence = "all", models_dir: str | Path = 
                 f"or `python -m slmlib train --level {cfg.name}`.")
         model, info = load_model(model_path(cfg.replace(**(settings or {})), models_dir), train_hint=hint)
         histories[cfg.name] = info["history"]
-        results.append(level_result(info["history"], model, info["data_stats"]))
+        results.append(level_result(info["history"], model, info["data_stats"], level_refs(info["config"])))
     if out_dir is not None and results:
         write_ladder_outputs(histories, results, out_dir, source="saved models")
     return histories, results
 
 
 LADDER_COLUMNS = ("level", "stories", "train_tokens", "params", "max_iters", "batch_size", "passes",
-                  "train_loss", "val_loss", "gap", "best_val", "best_step", "floor", "seconds")
+                  "train_loss", "val_loss", "gap", "best_val", "best_step", "bigram", "floor", "seconds")
 
 
 def test_models(levels: str | Sequence = "all", models_dir: str | Path = MODELS_DIR,
@@ -172,35 +182,67 @@ TEST_COLUMNS = ("level", "stories", "train_loss", "val_loss", "test_loss", "new_
                 "handwritten_unknown_share")
 
 
-REMEDIES = {"dropout 0.2": {"dropout": 0.2}, "weight decay 0.1": {"weight_decay": 0.1}}
+# The remedies for overfitting, each alone, on tiny's 200 stories with the controlled experiment's
+# fast recipe (sweep.SWEEP_CONFIG), so that every remedy gets three seeds: a difference is only
+# called an effect when it is larger than the seeds' own spread.
+REMEDY_STORIES = 200
+REMEDIES = {"no remedy": {}, "dropout 0.2": {"dropout": 0.2}, "weight decay 0.1": {"weight_decay": 0.1},
+            "more data (1,000 stories)": {"stories": 1000}}
 
 
-def try_remedies(cfg: LevelConfig, baseline: History, more_stories: int = 1000, jobs: int = 2,
-                 progress: bool = True) -> tuple[list[dict], dict[str, History]]:
-    """The standard remedies for overfitting, each tried alone on the same level and budget.
+def try_remedies(stories: int = REMEDY_STORIES, remedies: dict = REMEDIES, seeds: Sequence[int] | None = None,
+                 base: LevelConfig | None = None, jobs: int = 2, progress: bool = True,
+                 runs_dir=None) -> tuple[list[dict], dict[str, list[History]]]:
+    """Each remedy alone, on the same stories, model and budget, with several seeds.
 
-    baseline: the level's own run (its best point is the early-stopping remedy, for free).
-    Returns the table rows and the histories (for the curves); nothing is saved.
+    Returns the table rows (means, spreads, the difference from no remedy and whether it is larger
+    than the noise) and each remedy's histories (one per seed, for the curves). The runs without a
+    remedy and with more data are points of lesson 08's sweep: kept in outputs/runs/ and reused there.
+    Early stopping needs no run of its own: it is the no-remedy runs' best point.
     """
-    from .sweep import train_many
+    from .sweep import RUNS_DIR, SWEEP_CONFIG, SWEEP_SEEDS, train_many
 
-    runs = {name: cfg.replace(**change) for name, change in REMEDIES.items()}
-    runs[f"more data ({more_stories:,} stories)"] = cfg.replace(stories=more_stories)
-    histories = {"no remedy": baseline}
-    for name, run in zip(runs, train_many(list(runs.values()), jobs, progress, desc="remedies")):
-        histories[name] = History.from_dict(run)
-    rows = [_remedy_row("no remedy", baseline)]
-    best = baseline.best
-    rows.append({"remedy": "early stopping (keep the best step)", "best_val": best["val_loss"],
-                 "best_step": best["iter"], "final_val": best["val_loss"],
-                 "gap": round(best["val_loss"] - best["train_loss"], 4)})
-    rows += [_remedy_row(name, h) for name, h in histories.items() if name != "no remedy"]
+    base, seeds = base or SWEEP_CONFIG, list(seeds or SWEEP_SEEDS)
+    configs = [base.replace(**{"stories": stories, "seed": seed, **change}) for change in remedies.values()
+               for seed in seeds]
+    runs = train_many(configs, jobs, progress, desc="remedies", runs_dir=runs_dir or RUNS_DIR)
+    histories = {name: [History.from_dict(r) for r in runs[i * len(seeds): (i + 1) * len(seeds)]]
+                 for i, name in enumerate(remedies)}
+    baseline = histories[next(iter(remedies))]
+    rows = [_remedy_row(name, hs, baseline) for name, hs in histories.items()]
+    # Early stopping: the no-remedy runs, judged at their best step instead of their last.
+    rows.insert(1, _remedy_row("early stopping (no remedy, best step)", baseline, baseline, at_best=True))
     return rows, histories
 
 
-def _remedy_row(name: str, history: History) -> dict:
-    return {"remedy": name, "best_val": history.best["val_loss"], "best_step": history.best["iter"],
-            "final_val": history.final["val_loss"], "gap": history.final["gap"]}
+def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-REMEDY_COLUMNS = ("remedy", "best_val", "best_step", "final_val", "gap")
+def _remedy_row(name: str, runs: Sequence[History], baseline: Sequence[History], at_best: bool = False) -> dict:
+    """Means over seeds; the difference from no remedy in the validation loss of the kept model."""
+    kept = (lambda h: h.best["val_loss"]) if at_best else (lambda h: h.final["val_loss"])
+    val, val_sd = _mean_sd([kept(h) for h in runs])
+    best, best_sd = _mean_sd([h.best["val_loss"] for h in runs])
+    base, base_sd = _mean_sd([h.final["val_loss"] for h in baseline])
+    diff = val - base
+    # Noise of a difference of two means of n seeds each: the standard error, sqrt(sd1²/n + sd2²/n).
+    noise = math.sqrt(val_sd ** 2 / len(runs) + base_sd ** 2 / len(baseline))
+    verdict = "no remedy" if runs is baseline and not at_best else (
+        "no clear effect (within the noise)" if abs(diff) <= 2 * noise else ("helps" if diff < 0 else "hurts"))
+    return {"remedy": name, "seeds": len(runs),
+            "val_loss": f"{val:.3f} ± {val_sd:.3f}", "vs_no_remedy": f"{diff:+.3f} ± {noise:.3f}",
+            "best_val": f"{best:.3f} ± {best_sd:.3f}",
+            "best_step": round(statistics.mean([h.best["iter"] for h in runs])),
+            "train_loss": round(statistics.mean([(h.best if at_best else h.final)["train_loss"] for h in runs]), 3),
+            "verdict": verdict, "_diff": round(diff, 4), "_noise": round(noise, 4)}
+
+
+REMEDY_COLUMNS = ("remedy", "val_loss", "vs_no_remedy", "verdict", "train_loss", "best_val", "best_step")
+
+
+def write_remedies(rows: list[dict], config: LevelConfig, out_dir: str | Path = OUTPUTS_DIR) -> Path:
+    """outputs/remedies.json: lesson 04's table, which the lesson check reads."""
+    path = Path(out_dir) / "remedies.json"
+    write_atomic(path, json.dumps({"config": config.to_dict(), "rows": rows}, indent=2) + "\n")
+    return path

@@ -71,6 +71,15 @@ class History:
             return None
         return round(self.records[-1]["val_loss"] - self.best["val_loss"], 4)
 
+    @property
+    def fell_over_last_fifth(self) -> float | None:
+        """How much the validation loss fell over the last fifth of the run (about 0: it flattened)."""
+        if not self.records:
+            return None
+        last = self.records[-1]
+        start = max((r for r in self.records if r["iter"] <= 0.8 * last["iter"]), key=lambda r: r["iter"])
+        return round(start["val_loss"] - last["val_loss"], 4)
+
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in HISTORY_KEYS}
 

@@ -194,3 +194,91 @@ def copy_line(copied: dict, chance: dict) -> str:
     return (f"   -> {copied[key]:.0%} of its 8-word phrases appear in training "
             f"(chance: {chance[key]:.0%}, so {excess:+.0%} over chance); "
             f"longest copied run {copied['longest_copied_words']} words (chance: {chance['longest_copied_words']})")
+
+
+class LevelLesson:
+    """What a level's lesson (03-07) needs, set up in one call so its cells show only the lesson.
+
+    cfg, data: the level's settings and stories; refs: the reference losses (uniform, unigram,
+    bigram, floor) on the validation windows every curve point uses; and the sizes of the
+    lesson's side experiments, smaller in smoke mode so the tests run every notebook quickly.
+    """
+
+    def __init__(self, cfg: LevelConfig, data, smoke: bool, device: str):
+        from .metrics import reference_losses
+
+        self.cfg, self.data, self.smoke, self.device = cfg, data, smoke, device
+        self.floor = data.floor.get("val")
+        self.refs = reference_losses(data, cfg.eval_windows, cfg.block_size)
+        self.recital_stories = 5 if smoke else 20
+        self.chance_stories = 5 if smoke else 20
+        self.sample_tokens = 30 if smoke else 80
+        self.jobs = 1 if smoke else 2
+
+    def __str__(self) -> str:
+        r = self.refs
+        return (describe(self.cfg, self.data) + "\n"
+                f"Reference points (validation loss, nats per token): knowing nothing (uniform over "
+                f"{len(self.data.vocab):,} tokens) {r['uniform']:.3f} · unigram counts {r['unigram']:.3f} · "
+                f"bigram counts {r['bigram']:.3f} · entropy floor {r.get('floor', float('nan')):.3f}")
+
+
+def start_level_lesson(level, lesson_level: str | None = None, smoke: bool | None = None, device: str = "auto",
+                       seed: int | None = None, max_iters: int | None = None) -> LevelLesson:
+    """Check the lesson's parameters, load its level's settings and stories, print what they are."""
+    from .data import load_data
+
+    smoke = smoke_mode(smoke)
+    check_parameters(smoke=smoke, device=device, level=level, max_iters=max_iters,
+                     lesson_level=lesson_level, **({} if seed is None else {"seed": seed}))
+    cfg = level_config(level, smoke=smoke, max_iters=max_iters, seed=seed)
+    lesson = LevelLesson(cfg, load_data(cfg), smoke, device)
+    print(lesson)
+    return lesson
+
+
+def reference_line(history, refs: dict) -> str:
+    """Where the run's best validation loss sits among the reference models."""
+    best = history.best["val_loss"]
+    parts = [f"{name} {value:.3f} ({best - value:+.3f})" for name, value in refs.items()]
+    return f"best val {best:.3f} against the references (difference in brackets): " + " · ".join(parts)
+
+
+LADDER_SETTINGS = ("stories", "n_layer", "n_embd", "max_iters", "batch_size", "lr")
+
+
+def compare_with_previous(history, smoke: bool = False) -> str:
+    """This level beside the one before it: what changed in the settings, and in the results.
+
+    The ladder changes several settings at once, so the lines say what changed rather than why
+    the loss moved: lesson 08's controlled experiment changes one thing at a time.
+    """
+    from .checkpoint import load_model, model_path
+    from .config import LEVELS
+
+    cfg = history.config
+    previous = next((c for c in LEVELS.values() if c.number == cfg["number"] - 1), None)
+    if previous is None:
+        return ""
+    path = model_path(level_config(previous.name, smoke=smoke))
+    if not path.is_file():
+        return f"(run lesson {LEVEL_LESSONS[previous.name][:2]} to see {previous.name} here too)"
+    before = load_model(path)[1]["history"]
+    changes = [f"{key} {before.config[key]:,} -> {cfg[key]:,}" if isinstance(cfg[key], int)
+               else f"{key} {before.config[key]:g} -> {cfg[key]:g}"
+               for key in LADDER_SETTINGS if before.config.get(key) != cfg[key]]
+    lines = [f"changed from {previous.name}: " + (", ".join(changes) or "nothing")]
+    for name, h in ((previous.name, before), (cfg["name"], history)):
+        lines.append(f"{name:<11} gap {h.gap:+.3f}   best val {h.best['val_loss']:.3f} at step {h.best['iter']:,}   "
+                     f"train {h.final['train_loss']:.3f}   val {h.final['val_loss']:.3f}   "
+                     f"{steps_line(h)}")
+    return "\n".join(lines)
+
+
+def steps_line(history, flat: float = 0.02) -> str:
+    """Did the validation loss flatten, or was it still falling when the steps ran out?"""
+    gained = history.fell_over_last_fifth
+    if history.overfit_by and history.overfit_by > flat:
+        return "(turned up)"
+    state = "still falling: limited by steps" if gained >= flat else "flattened"
+    return f"({gained:+.3f} over the last fifth: {state})"

@@ -6,6 +6,7 @@ instructor sees at a glance whether the class will see what the lessons say. The
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -14,17 +15,20 @@ from .config import LEVELS
 from .data import load_data
 from .history import History
 from .metrics import recital
-from .paths import MODELS_DIR
+from .paths import MODELS_DIR, OUTPUTS_DIR
 from .tables import format_table
 
 BEST_BY = 0.6  # the best validation step comes at most 60% of the way through the run ...
 RISE = {"ultra_tiny": 0.3, "tiny": 0.2}  # ... and validation loss then rises at least this much
 GAP_AT_LEAST = {"ultra_tiny": 3.0, "tiny": 1.5}
 GAP_AT_MOST = {"medium": 0.05, "large": 0.05}
-FLOOR_MARGIN = 0.1  # ultra_tiny's final training loss: at most the floor + this
-RECITAL_RATIO = 2.0  # training stories recited at least this many times better than unseen ones
+BELOW_FLOOR = 0.3  # ultra_tiny's final training loss: at least this far below its training stories' floor
+# The recital, word for word: (at least this many of 20 words on training stories, at most this many
+# on unseen ones, at least this share of training stories continued exactly)
+RECITAL = {"ultra_tiny": (15, 2, 0.5), "tiny": (8, 2, None)}
 VAL_STEP = 0.1  # from small up, each level's validation loss at least this much below the last
 LARGE_ABOVE_FLOOR = 0.45
+FLAT = 0.02  # "flattened": less than this gained over the last fifth of the run
 
 
 def _check(claim: str, held: bool, measured: str) -> dict:
@@ -32,8 +36,8 @@ def _check(claim: str, held: bool, measured: str) -> dict:
 
 
 def overfitting_checks(histories: Mapping[str, History], floor: float,
-                       recitals: Mapping[str, dict]) -> list[dict]:
-    """Levels 1-2: the U-turn, the gap, the floor, the recital."""
+                       recitals: Mapping[str, dict], train_floors: Mapping[str, float] | None = None) -> list[dict]:
+    """Levels 1-2: the U-turn, the gap, below the floor, the word-for-word recital."""
     checks = []
     for name, history in histories.items():
         if name not in RISE:
@@ -47,17 +51,95 @@ def overfitting_checks(histories: Mapping[str, History], floor: float,
                              f"gap {history.gap:+.3f}"))
         if name == "ultra_tiny":
             train_loss = history.final["train_loss"]
-            checks.append(_check(f"ultra_tiny: training loss at most the entropy floor + {FLOOR_MARGIN}",
-                                 train_loss <= floor + FLOOR_MARGIN,
-                                 f"train {train_loss:.3f}, floor {floor:.3f}"))
+            train_floor = (train_floors or {}).get(name, floor)
+            checks.append(_check(f"ultra_tiny: training loss at least {BELOW_FLOOR} below its stories' entropy floor",
+                                 train_loss <= train_floor - BELOW_FLOOR,
+                                 f"train {train_loss:.3f}, floor of its training stories {train_floor:.3f}"))
         if name in recitals:
-            r = recitals[name]
-            checks.append(_check(
-                f"{name}: recites training stories at least {RECITAL_RATIO:g}x better than unseen ones",
-                r["train"]["matched_words"] >= RECITAL_RATIO * max(r["unseen"]["matched_words"], 0.1),
-                f"{r['train']['matched_words']:.2f} vs {r['unseen']['matched_words']:.2f} words "
-                f"of {r['continue_words']} right"))
+            r, (train_at_least, unseen_at_most, exact) = recitals[name], RECITAL[name]
+            t, u = r["train"], r["unseen"]
+            n = r["continue_words"]
+            held = t["matched_words"] >= train_at_least and u["matched_words"] <= unseen_at_most
+            claim = (f"{name}: recites training stories ({train_at_least}+ of {n} words right) "
+                     f"but not unseen ones ({unseen_at_most} or fewer)")
+            if exact is not None:
+                held = held and t["exact_share"] >= exact
+                claim += f", {exact:.0%}+ of training stories word for word"
+            checks.append(_check(claim, held,
+                                 f"{t['matched_words']:.2f} vs {u['matched_words']:.2f} words; "
+                                 f"word for word {t['exact_share']:.0%} vs {u['exact_share']:.0%}"))
     return checks
+
+
+def step_limited_checks(histories: Mapping[str, History]) -> list[dict]:
+    """Levels 3-5: lessons 05-07 say whether the level's validation loss flattened or was still falling."""
+    checks = []
+    for name in ("small", "medium", "large"):
+        if name in histories:
+            gain = histories[name].fell_over_last_fifth
+            said = STEP_LIMITED.get(name)
+            what = "still falling at the end (limited by steps)" if said else "flattened"
+            checks.append(_check(f"{name}: validation loss {what}, as lesson {LESSON[name]} says",
+                                 (gain >= FLAT) if said else (gain < FLAT),
+                                 f"{gain:+.3f} over the last fifth of the run"))
+    return checks
+
+
+# What lessons 05-07 say about each level (they print the measured number beside it).
+STEP_LIMITED = {"small": True, "medium": True, "large": True}
+LESSON = {"small": "05", "medium": "06", "large": "07"}
+
+
+def remedy_checks(remedies: Mapping | None) -> list[dict]:
+    """Lesson 04's verdicts, from outputs/remedies.json: what it says each remedy does, held."""
+    if not remedies:
+        return [_check("lesson 04's remedies ran", False, "missing outputs/remedies.json (run lesson 04)")]
+    rows = {r["remedy"]: r for r in remedies["rows"]}
+    checks = []
+    for name, said in REMEDY_VERDICTS.items():
+        row = rows.get(name)
+        checks.append(_check(f"remedies: {name}: {said}", row is not None and row["verdict"] == said,
+                             f"{row['vs_no_remedy']} nats ({row['seeds']} seeds)" if row else "not run"))
+    return checks
+
+
+# What lesson 04 tells the student about each remedy; a different measurement fails the check.
+REMEDY_VERDICTS = {"early stopping (no remedy, best step)": "helps", "more data (1,000 stories)": "helps"}
+
+
+def sweep_checks(sweep: Mapping | None) -> list[dict]:
+    """Lesson 08's controlled experiment: U-turns where data is small, none where it is large,
+    seeds that agree, loss falling with data, a law that fits and predicts."""
+    if not sweep:
+        return [_check("lesson 08's controlled experiment ran", False, "missing outputs/data_sweep.json")]
+    summary, fit, pred = sweep["summary"], sweep.get("fit") or {}, sweep.get("prediction")
+    small = [s for s in summary if s["stories"] <= 200]
+    large = [s for s in summary if s["stories"] >= 3000]
+    spread = max(s["best_val_sd"] for s in summary)
+    means = [s["best_val"] for s in summary]
+    checks = [
+        _check("sweep: every seed turns up at 100 and 200 stories", all(s["turned_up"] == s["seeds"] for s in small),
+               ", ".join(f"{s['stories']}: {s['turned_up']}/{s['seeds']}" for s in small)),
+        _check("sweep: no seed turns up at 3,000 stories and more", not any(s["turned_up"] for s in large),
+               ", ".join(f"{s['stories']}: {s['turned_up']}/{s['seeds']}" for s in large)),
+        _check(f"sweep: seeds agree (sd of best val at most {SWEEP_SPREAD}) at every size", spread <= SWEEP_SPREAD,
+               f"largest sd {spread:.3f}"),
+        _check("sweep: mean best val falls at every step up in data", all(a > b for a, b in zip(means, means[1:])),
+               " > ".join(f"{m:.3f}" for m in means)),
+        _check(f"sweep: the law fits (R² at least {LAW_R2} on log axes)", fit.get("r2", 0) >= LAW_R2,
+               f"R² {fit.get('r2', float('nan')):.3f}"),
+        _check(f"sweep: beta's spread over seeds at most {BETA_SPREAD:.0%} of beta",
+               bool(fit) and fit.get("beta_sd") is not None and fit["beta_sd"] <= BETA_SPREAD * fit["beta"],
+               f"beta {fit.get('beta', float('nan')):.3f} ± {fit.get('beta_sd') or float('nan'):.3f}"),
+        _check(f"sweep: the law predicts a held-out size within {PREDICTION_ERROR} nats",
+               pred is not None and abs(pred["error"]) <= PREDICTION_ERROR,
+               f"{pred['stories']:,} stories: predicted {pred['predicted']:.3f}, measured {pred['measured']:.3f}"
+               if pred else "no held-out runs"),
+    ]
+    return checks
+
+
+SWEEP_SPREAD, LAW_R2, BETA_SPREAD, PREDICTION_ERROR = 0.1, 0.95, 0.2, 0.1
 
 
 def ladder_checks(histories: Mapping[str, History], floor: float) -> list[dict]:
@@ -89,9 +171,16 @@ def level_recital(name: str, model, vocab, data=None, n: int = 20) -> dict:
     return recital(model, vocab, data.train_texts, data.val_texts, n=n)
 
 
-def check_lesson(models_dir: Path | str = MODELS_DIR) -> list[dict]:
-    """Every check, from the levels' saved models; a missing model is a check that did not hold."""
-    histories, recitals, checks, floor = {}, {}, [], None
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def check_lesson(models_dir: Path | str = MODELS_DIR, outputs_dir: Path | str = OUTPUTS_DIR) -> list[dict]:
+    """Every check, from the levels' saved models and the lessons' result files; a missing one fails."""
+    histories, recitals, train_floors, checks, floor = {}, {}, {}, [], None
     for name, cfg in LEVELS.items():
         path = default_path(cfg, models_dir)
         if not path.is_file():
@@ -99,12 +188,19 @@ def check_lesson(models_dir: Path | str = MODELS_DIR) -> list[dict]:
             continue
         model, info = load_model(path)
         histories[name] = info["history"]
-        floor = floor or info["data_stats"].get("floor", {}).get("val")
+        floors = info["data_stats"].get("floor", {})
+        floor = floor or floors.get("val")
         if name in RISE:
-            recitals[name] = level_recital(name, model, info["vocab"])
+            data = load_data(cfg)
+            train_floors[name] = data.floor.get("train", floors.get("val"))
+            recitals[name] = level_recital(name, model, info["vocab"], data)
     if floor is None:
         return checks
-    return checks + overfitting_checks(histories, floor, recitals) + ladder_checks(histories, floor)
+    outputs_dir = Path(outputs_dir)
+    return (checks + overfitting_checks(histories, floor, recitals, train_floors)
+            + remedy_checks(_read_json(outputs_dir / "remedies.json"))
+            + step_limited_checks(histories) + ladder_checks(histories, floor)
+            + sweep_checks(_read_json(outputs_dir / "data_sweep.json")))
 
 
 def format_checks(checks: list[dict]) -> str:
