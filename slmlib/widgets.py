@@ -68,8 +68,8 @@ def model_list(models_dir: str | Path = MODELS_DIR) -> list[SavedModel]:
         else:
             what = ", ".join(f"{k}={v}" for k, v in changed.items()) or Path(e["file"]).stem
             name = f"{e['level']} experiment ({what})"
-        val = e.get("best_val", e.get("val_loss"))
-        if isinstance(val, (int, float)):  # the saved weights are the run's best-validation ones
+        val = e.get("val_loss")  # of the final weights, the ones load_model gives (not best_val's)
+        if isinstance(val, (int, float)):
             name += f" · val loss {val:.2f}" + (f" (uniform guess {uniform:.2f})" if uniform and "corpus" not in changed else "")
         found.append(SavedModel(name, models_dir / e["file"], rank.get(e["level"], 99), own))
     return sorted(found, key=lambda m: (not m.own, m.level_rank, m.label))

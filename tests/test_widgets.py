@@ -82,13 +82,13 @@ def _fake_index(tmp_path, monkeypatch, entries):
 def test_the_playground_opens_on_the_largest_levels_own_model_not_the_last_or_an_experiment(tmp_path, monkeypatch):
     """After the README's `train --level tiny --max-iters 100` an experiment sorts last; it is not the default."""
     _fake_index(tmp_path, monkeypatch, [
-        {"file": "model_ultra_tiny_100_stories.pt", "level": "ultra_tiny", "stories": 100, "best_val": 4.6},
-        {"file": "model_small_1000_stories.pt", "level": "small", "stories": 1000, "best_val": 2.9},
-        {"file": "model_tiny_200_stories.pt", "level": "tiny", "stories": 200, "best_val": 3.9},
+        {"file": "model_ultra_tiny_100_stories.pt", "level": "ultra_tiny", "stories": 100, "val_loss": 4.6},
+        {"file": "model_small_1000_stories.pt", "level": "small", "stories": 1000, "val_loss": 2.9},
+        {"file": "model_tiny_200_stories.pt", "level": "tiny", "stories": 200, "val_loss": 3.9},
         {"file": "experiments/model_large_10000_stories__max_iters=5.pt", "level": "large", "stories": 10000,
-         "settings": {"max_iters": 5}, "best_val": 7.65},
+         "settings": {"max_iters": 5}, "val_loss": 7.65},
         {"file": "experiments/model_tiny_200_stories__max_iters=100.pt", "level": "tiny", "stories": 200,
-         "settings": {"max_iters": 100}, "best_val": 5.1},
+         "settings": {"max_iters": 100}, "val_loss": 5.1},
     ])
     models = widgets.model_list(tmp_path)
     assert [m.path.name for m in models][:3] == ["model_ultra_tiny_100_stories.pt", "model_tiny_200_stories.pt",
