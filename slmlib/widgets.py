@@ -201,11 +201,13 @@ class GenerationPlayground(_ModelChoice):
             return None
         finally:
             self._busy(None)
-        fig, ax = plt.subplots(figsize=(6, 0.35 * k + 1.2))
-        scaled = "the model's own" if temperature == 1 else f"scaled by temperature {temperature:.2f}"
+        fig, ax = plt.subplots(figsize=(6, 0.35 * k + 1.6))
+        prompt = self.prompt.value if len(self.prompt.value) <= 45 else "..." + self.prompt.value[-42:]
+        scaled = "the model's own (temperature 1)" if temperature == 1 else f"at temperature {temperature:.2f}"
         plot_next_token_probs([t for t, _ in table], [p for _, p in table],
-                              f"{self.model_picker.value.split(' · ')[0]}: after {self.prompt.value!r}\n"
+                              f"{self.model_picker.value.split(' · ')[0]}\nnext token after {prompt!r}\n"
                               f"probabilities {scaled}", ax=ax)
+        fig.tight_layout()
         self.chart.value = figure_png(fig)
         self.chart.layout.display = None
         return table
