@@ -12,11 +12,11 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from . import KERNEL_NAME
 from .paths import ROOT
 
 MIN_PYTHON = (3, 10)  # pyproject.toml: requires-python = ">=3.10"
 MIN_FREE_BYTES = 2 * 1024**3
-KERNEL_NAME = "slm-course"
 WIDGETS_EXTENSION = "@jupyter-widgets/jupyterlab-manager"
 LAB = ("`make lab`, or from the course folder `.venv/bin/python -m jupyter lab` "
        "(Windows: `.venv\\Scripts\\python -m jupyter lab`)")

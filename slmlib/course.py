@@ -11,10 +11,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from . import KERNEL_NAME
 from .paths import MODELS_DIR, OUTPUTS_DIR, ROOT, atomic_write
 
 NOTEBOOKS_DIR = ROOT / "notebooks"
-KERNEL_NAME = "slm-course"
 
 
 def lesson_paths(folder: Path = NOTEBOOKS_DIR, only: Sequence[str] | None = None) -> list[Path]:
@@ -228,11 +228,13 @@ def report_lesson_check(out_dir: Path = OUTPUTS_DIR) -> list[dict]:
     return checks
 
 
-CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
+# First line of a lesson cell whose recorded output nbval compares (`make test`); every other lesson cell is
+# committed without outputs. Not exercises.TASK_CHECK_MARK, which starts an exercise's check cell.
+NBVAL_MARK = "# NBVAL_CHECK_OUTPUT"
 
 
-def _is_checked(cell) -> bool:
-    return cell.cell_type == "code" and cell.source.startswith(CHECK_MARK)
+def is_nbval_checked(cell) -> bool:
+    return cell.cell_type == "code" and cell.source.startswith(NBVAL_MARK)
 
 
 def strip_notebook(nb, executed=None):
@@ -245,12 +247,12 @@ def strip_notebook(nb, executed=None):
         cell.metadata.pop("execution", None)
         if cell.cell_type != "code":
             continue
-        if _is_checked(cell) and executed is not None:
+        if is_nbval_checked(cell) and executed is not None:
             ran = next(c for c in executed.cells if c.cell_type == "code" and c.source == cell.source)
             cell.outputs = [o for o in ran.outputs if o.get("name") != "stderr"]
             count += 1
             cell.execution_count = count  # nbval refuses outputs of a cell that never ran
-        elif not (_is_checked(cell) and executed is None):
+        elif not (is_nbval_checked(cell) and executed is None):
             cell.outputs, cell.execution_count = [], None
     return nb
 
@@ -264,7 +266,7 @@ def refresh_notebooks(paths: Sequence[Path] | None = None, record: bool = True) 
     for path in paths or lesson_paths():
         nb = nbformat.read(path, as_version=4)
         executed = None
-        if record and any(_is_checked(c) for c in nb.cells):
+        if record and any(is_nbval_checked(c) for c in nb.cells):
             with tempfile.TemporaryDirectory() as tmp:
                 row = run_notebook(path, Path(tmp) / path.name, {"smoke": True})
                 if row["status"] != "ok":

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import nbformat
 
+from . import KERNEL_DISPLAY_NAME, KERNEL_NAME
 from .errors import CourseError, UsageError
 from .paths import ROOT
 
@@ -25,8 +26,8 @@ SOLUTIONS_DIR = ROOT / "solutions"
 EXERCISES_DIR = ROOT / "exercises"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
-CHECK_MARK = "# CHECK"
-KERNELSPEC = {"name": "slm-course", "display_name": "Python 3 (SLM Course)", "language": "python"}
+TASK_CHECK_MARK = "# CHECK"  # first line of a task's check cell (not nbval's course.NBVAL_MARK)
+KERNELSPEC = {"name": KERNEL_NAME, "display_name": KERNEL_DISPLAY_NAME, "language": "python"}
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colours in tracebacks
 MARKER_LIKE = re.compile(r"\b(BEGIN|END)[\s_-]*SOLUTION\b", re.IGNORECASE)  # a marker, perhaps mistyped
 
@@ -114,4 +115,4 @@ def build_exercises(check: bool = False, solutions_dir: Path = SOLUTIONS_DIR,
 
 
 def is_check_cell(cell) -> bool:
-    return cell.cell_type == "code" and cell.source.lstrip().startswith(CHECK_MARK)
+    return cell.cell_type == "code" and cell.source.lstrip().startswith(TASK_CHECK_MARK)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from slmlib import KERNEL_DISPLAY_NAME, KERNEL_NAME
 from slmlib.paths import ROOT
 
 _spec = importlib.util.spec_from_file_location("setup_course", ROOT / "setup_course.py")
@@ -26,6 +27,15 @@ EXPECTED = {  # platform -> (the interpreter that makes the venv, the venv's int
 def dry_run(capsys, *args) -> list[str]:
     assert setup_course.main(["--dry-run", *args]) == 0
     return [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
+
+
+def test_the_kernel_name_has_one_home():
+    """slmlib.KERNEL_NAME is the home; setup_course.py (standard library only, run before slmlib is installed)
+    and the Makefile (nbval's --nbval-kernel-name) repeat it, and must agree."""
+    assert (setup_course.KERNEL_NAME, setup_course.KERNEL_DISPLAY_NAME) == (KERNEL_NAME, KERNEL_DISPLAY_NAME)
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert re.findall(r"^KERNEL\s*:?=\s*(\S+)\s*$", makefile, re.M) == [KERNEL_NAME]
+    assert "--nbval-kernel-name $(KERNEL)" in makefile
 
 
 @pytest.mark.parametrize("platform", sorted(EXPECTED))
