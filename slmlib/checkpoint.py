@@ -425,15 +425,3 @@ def _update_index(path: Path, config: LevelConfig, model: TinyGPT, history: dict
         entry = _index_entry(path, config, model.num_params(), history, data_stats)
         index["models"][name] = {**entry, "file": name, "file_stat": _file_stat(path)}
         _write_index(index, models_dir)
-
-
-def rebuild_index(models_dir: Path | str = MODELS_DIR) -> dict:
-    """Recreate model_index.json from the checkpoints alone, opening every one of them."""
-    models_dir = Path(models_dir)
-    if not models_dir.is_dir():
-        return {"models": {}, "unreadable": {}}
-    with _index_locked(models_dir) as writable:
-        index = _reconciled(models_dir, {"models": {}, "unreadable": {}})
-        if writable:
-            _write_index(index, models_dir)
-    return index

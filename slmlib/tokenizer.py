@@ -16,12 +16,16 @@ import hashlib
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import tiktoken
 import tiktoken.load
 
 from .errors import CourseError
 from .paths import DATA_DIR
+
+if TYPE_CHECKING:  # for the annotations only: importing torch here would slow every `import slmlib.tokenizer`
+    import torch
 
 RANKS_FILE = DATA_DIR / "gpt2.tiktoken"
 RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
@@ -140,9 +144,6 @@ class Vocab:
             self._lut = lut
         return self._lut[ids.long()]
 
-    def to_gpt2(self, ids: Sequence[int]) -> list[int]:
-        return [self.gpt2_ids[i] for i in ids]
-
     def encode(self, text: str, warn: bool = True) -> list[int]:
         return self.from_gpt2(encode_gpt2(text), warn=warn)
 
@@ -160,10 +161,6 @@ class Vocab:
                 run.append(g)
         parts.append(gpt2().decode(run))
         return "".join(parts)
-
-    def token_strings(self, ids: Sequence[int]) -> list[str]:
-        """Each id as its own piece of text (for showing how text splits into tokens)."""
-        return [self.decode([i]) for i in ids]
 
     def to_dict(self) -> dict:
         """Plain types only, so it can sit in a `weights_only=True` checkpoint."""

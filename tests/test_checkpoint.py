@@ -3,8 +3,7 @@ import json
 import pytest
 import torch
 
-from slmlib.checkpoint import (FORMAT_VERSION, CheckpointError, load_model, read_index, rebuild_index,
-                               save_model)
+from slmlib.checkpoint import FORMAT_VERSION, CheckpointError, load_model, read_index, save_model
 from slmlib.model import TinyGPT
 from slmlib.tokenizer import Vocab
 
@@ -91,4 +90,3 @@ def test_index_lists_models_and_survives_corruption(saved, tmp_path):
     (tmp_path / "model_index.json").write_text("{broken")
     assert "m.pt" in read_index(tmp_path)["models"]  # rebuilt from the checkpoints
     assert json.loads((tmp_path / "model_index.json").read_text())["models"]["m.pt"]["params"] > 0
-    assert "m.pt" in rebuild_index(tmp_path)["models"]

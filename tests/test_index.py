@@ -8,7 +8,7 @@ import torch
 
 from slmlib import checkpoint
 from slmlib.__main__ import main
-from slmlib.checkpoint import INDEX_FILE, read_index, rebuild_index, save_model
+from slmlib.checkpoint import INDEX_FILE, read_index, save_model
 from slmlib.model import TinyGPT
 from slmlib.tokenizer import Vocab
 
@@ -76,7 +76,6 @@ def test_damaged_and_deleted_checkpoints_are_not_listed_with_old_losses(folder, 
     assert index["models"] == {}
     assert "a.pt" in index["unreadable"] and index["unreadable"]["a.pt"]["reason"]
     assert set(_on_disk(folder)["unreadable"]) == {"a.pt"} and _on_disk(folder)["models"] == {}
-    assert rebuild_index(folder)["models"] == {}
     _save(tiny_config, folder / "a.pt", 4.0)  # trained again: listed again, with its new loss
     index = read_index(folder)
     assert index["models"]["a.pt"]["val_loss"] == 4.0 and index["unreadable"] == {}
