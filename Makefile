@@ -1,9 +1,10 @@
 # SLM Course. The two commands that matter:
 #   make course   set everything up, then run every lesson notebook with papermill (full settings)
-#   make test     set everything up, then run all tests (pytest + nbval, notebooks in smoke mode)
+#   make test     set everything up, then run all tests (ruff, pytest + nbval, notebooks in smoke mode)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# slmlib.KERNEL_NAME, the kernel setup_course.py registers (tests/test_setup.py checks that they agree)
 KERNEL := slm-course
 STAMP  := $(VENV)/.installed
 RELEASE ?= build/student-release
@@ -12,11 +13,12 @@ RELEASE ?= build/student-release
 CPU_TORCH ?=
 CPU_TORCH_FLAG := $(if $(filter 1 yes true,$(CPU_TORCH)),--cpu-torch)
 
-.PHONY: help course test lab bench browser-test data exercises release reset-outputs clean
+.PHONY: help course test test-fast lint lab bench browser-test data exercises release reset-outputs clean
 
 help:
 	@echo "make course        run all lessons end to end (outputs/executed/, models/, outputs/)"
-	@echo "make test          run all tests (about 4 minutes on 2 cores)"
+	@echo "make test          run all tests (about 5 minutes on 2 cores)"
+	@echo "make test-fast     the tests that train no real run and run no notebook (under 2 minutes)"
 	@echo "make lab           open the course in JupyterLab (lessons in notebooks/, exercises in exercises/)"
 	@echo "make bench         speed benchmarks (benchmarks/results/)"
 	@echo "make browser-test  click through the widgets in a real JupyterLab + Chromium"
@@ -49,8 +51,17 @@ sandbox:
 	    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq bubblewrap >/dev/null 2>&1; }; }; } || \
 	  echo "note: bubblewrap (bwrap) is not installed: the grading sandbox tests will be skipped"
 
-test: $(STAMP) sandbox
+# ruff first: a second or two, and it stops a run that would fail on a typo (rules: pyproject.toml).
+lint: $(STAMP)
+	$(BIN)/python -m ruff check --no-cache .
+
+test: lint sandbox
 	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-kernel-name $(KERNEL) -p no:cacheprovider
+
+# While developing: everything but the tests marked slow (they execute notebooks, train a level or start
+# processes) and the browser; `make test` still runs them all.
+test-fast: lint
+	$(BIN)/python -m pytest tests -m "not slow and not browser" -p no:cacheprovider
 
 # The server's root is the course folder, so notebooks/ and exercises/ are both reachable.
 lab: $(STAMP)

@@ -22,7 +22,7 @@ from slmlib.distributed import Ranks
 from slmlib.errors import UsageError
 from slmlib.kv_cache import generate_cached
 from slmlib.model import TinyGPT
-from slmlib.data import (TINYSTORIES_FILES, format_stories, get_batch, load_data, load_tinystories, read_stories,
+from slmlib.data import (TINYSTORIES_FILES, format_stories, get_batch, load_tinystories, read_stories,
                          split_path, write_atomic)
 from slmlib.prepared import PreparedCorpusError, TokenFile, load_prepared
 from slmlib.train import train
