@@ -27,4 +27,15 @@ def pytest_ignore_collect(collection_path, config):
     """
     if collection_path.suffix != ".ipynb" or collection_path.parent.name != "notebooks":
         return None
-    return None if "# NBVAL_CHECK_OUTPUT" in collection_path.read_text(encoding="utf-8") else True
+    from slmlib.course import NBVAL_MARK  # here, not at the top: slmlib reads the variables set above
+
+    return None if NBVAL_MARK in collection_path.read_text(encoding="utf-8") else True
+
+
+def pytest_collection_modifyitems(config, items):
+    """Note which lessons nbval runs in this session: tests/test_notebooks.py does not run them again.
+
+    nbval executes such a lesson whole, in smoke mode (SLM_SMOKE above), and fails on an error in any cell,
+    which is all that test's papermill run checks; `pytest tests` alone (no nbval) still runs every lesson.
+    """
+    config.nbval_lessons = {item.path.name for item in items if type(item).__name__ == "IPyNbCell"}

@@ -19,11 +19,10 @@ import torch
 from slmlib import data as D
 from slmlib.__main__ import main
 from slmlib.checkpoint import default_path, load_model, resume_path_for, save_model
-from slmlib.config import LEVELS, LevelConfig
+from slmlib.config import LEVELS
 from slmlib.errors import CourseError
 from slmlib.generation import generate_text, next_token_table
 from slmlib.lesson import check_parameters, level_config
-from slmlib.model import TinyGPT
 from slmlib.paths import DATA_DIR, MODELS_DIR, ROOT
 from slmlib.tokenizer import Vocab, gpt2
 
@@ -193,13 +192,7 @@ def test_papermill_parameter_of_the_wrong_type(params):
 
 # ---------------------------------------------------------------- generation
 
-@pytest.fixture(scope="module")
-def little_model():
-    vocab = Vocab.from_texts(["Once upon a time there was a cat."])
-    torch.manual_seed(0)
-    cfg = LevelConfig("ultra_tiny", 1, stories=20, n_layer=1, n_head=2, n_embd=16, max_iters=30, block_size=32)
-    return TinyGPT.from_config(cfg, len(vocab)), vocab, cfg
-
+# little_model: tests/conftest.py (shared by the session)
 
 @pytest.mark.parametrize("kwargs, name", [
     ({"temperature": math.nan}, "temperature"), ({"temperature": math.inf}, "temperature"),

@@ -1,13 +1,10 @@
 """Exercises: built from solutions/, solutions run green, exercises stop at their first task, grading.
 
-The notebooks run two at a time in worker processes (papermill + a kernel each), one torch thread
-per kernel: on a busy 2-core machine, two torch threads per kernel make smoke training ~10x slower.
+The notebooks run once per session, in the `exercise_runs` fixture of tests/conftest.py (the solutions with
+test_exercise_answers.py's wrong-answer probes in them, which print and change nothing of their own).
 """
-import concurrent.futures as cf
 import csv
 import hashlib
-import multiprocessing
-import os
 import re
 from pathlib import Path
 
@@ -16,22 +13,16 @@ import pytest
 
 from slmlib import exercises as ex
 from slmlib.__main__ import main
-from slmlib.course import run_notebook
 
 SOLUTIONS = sorted(ex.SOLUTIONS_DIR.glob("*.ipynb"))
 NAMES = [p.name for p in SOLUTIONS]
 LESSON_NUMBERS = range(11)  # notebooks/00_setup_check ... 10_next_steps
 PARAMETERS_LINE = 'smoke = os.environ.get("SLM_SMOKE", "0") == "1"'
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def code_cells(nb):
     return [c for c in nb.cells if c.cell_type == "code"
             and "injected-parameters" not in c.metadata.get("tags", [])]
-
-
-def _set_env(env):
-    os.environ.update(env)
 
 
 # ---------------------------------------------------------------- one source
@@ -94,21 +85,10 @@ def test_solution_notebook_structure(path):
 
 # ---------------------------------------------------------------- running them
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """Start every solution and exercise notebook in smoke mode; {(folder, name): future of its row}."""
-    out = tmp_path_factory.mktemp("exercise-runs")
-    ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(3, mp_context=ctx, initializer=_set_env, initargs=(ONE_THREAD,)) as pool:
-        futures = {(folder.name, name): pool.submit(run_notebook, folder / name, out / folder.name / name,
-                                                    {"smoke": True})
-                   for folder in (ex.SOLUTIONS_DIR, ex.EXERCISES_DIR) for name in NAMES}
-        yield out, futures
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
-def test_solution_runs_green_in_smoke_mode(runs, name):
-    out, futures = runs
+def test_solution_runs_green_in_smoke_mode(exercise_runs, name):
+    out, futures = exercise_runs
     row = futures["solutions", name].result()
     assert row["status"] == "ok", row["error"]
     cells = code_cells(nbformat.read(out / "solutions" / name, as_version=4))
@@ -116,9 +96,10 @@ def test_solution_runs_green_in_smoke_mode(runs, name):
     assert printed and all(f"✓ Task {i} passed" in text for i, text in enumerate(printed, 1)), printed
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
-def test_exercise_stops_at_its_first_task(runs, name):
-    out, futures = runs
+def test_exercise_stops_at_its_first_task(exercise_runs, name):
+    out, futures = exercise_runs
     row = futures["exercises", name].result()
     assert row["status"] == "failed", "an untouched exercise must not run through"
     cells = code_cells(nbformat.read(out / "exercises" / name, as_version=4))
@@ -174,8 +155,8 @@ def _class_of(subs):
     nbformat.write(frank, subs / "frank.ipynb")
 
 
-def test_grading_a_class(tmp_path, runs, capsys):
-    # `runs` keeps the notebook workers busy in the background while this grades in the foreground.
+@pytest.mark.slow
+def test_grading_a_class(tmp_path, capsys):
     subs = tmp_path / "submissions"
     _class_of(subs)
     before = _hashes(subs)

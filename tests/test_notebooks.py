@@ -1,14 +1,11 @@
 """The lessons: structure of the committed files, and a smoke run of each with papermill."""
-import json
-import os
-
 import nbformat
 import pytest
 
-from slmlib.course import NOTEBOOKS_DIR, lesson_paths, run_notebook
+from slmlib import KERNEL_NAME
+from slmlib.course import NOTEBOOKS_DIR, is_nbval_checked, lesson_paths, run_notebook
 
 LESSONS = lesson_paths()
-CHECK_MARK = "# NBVAL_CHECK_OUTPUT"
 
 
 def test_there_are_eleven_lessons_in_order():
@@ -20,20 +17,19 @@ def test_committed_notebook_is_clean(path):
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
     assert "widgets" not in nb.metadata, "strip metadata.widgets"
-    assert nb.metadata.kernelspec.name == "slm-course"
+    assert nb.metadata.kernelspec.name == KERNEL_NAME
     params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1, "exactly one cell tagged 'parameters'"
     for name in ("smoke", "device", "seed"):
         assert f"\n{name} = " in "\n" + params[0].source
     for cell in nb.cells:
-        if cell.cell_type == "code" and not cell.source.startswith(CHECK_MARK):
+        if cell.cell_type == "code" and not is_nbval_checked(cell):
             assert not cell.outputs and cell.execution_count is None, (
                 f"stale output in a cell nbval does not check:\n{cell.source[:80]}")
 
 
 def test_checked_cells_hold_their_expected_outputs():
-    checked = [c for p in LESSONS for c in nbformat.read(p, as_version=4).cells
-               if c.cell_type == "code" and c.source.startswith(CHECK_MARK)]
+    checked = [c for p in LESSONS for c in nbformat.read(p, as_version=4).cells if is_nbval_checked(c)]
     assert len(checked) >= 8
     assert all(c.outputs for c in checked), "run `python -m slmlib notebooks refresh` to record them"
 
@@ -43,8 +39,12 @@ def executed(tmp_path_factory):
     return tmp_path_factory.mktemp("executed")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
-def test_lesson_runs_in_smoke_mode(path, executed):
+def test_lesson_runs_in_smoke_mode(path, executed, request):
+    if path.name in getattr(request.config, "nbval_lessons", ()):  # the root conftest.py fills it
+        pytest.skip("nbval runs this lesson in this session (smoke mode, any error fails it) and compares "
+                    "its checked cells: one run is enough")
     row = run_notebook(path, executed / path.name, {"smoke": True})
     assert row["status"] == "ok", row["error"]
     nb = nbformat.read(executed / path.name, as_version=4)
@@ -52,6 +52,7 @@ def test_lesson_runs_in_smoke_mode(path, executed):
     assert not errors
 
 
+@pytest.mark.slow
 def test_bad_papermill_parameters_fail_clearly(tmp_path):
     lesson = NOTEBOOKS_DIR / "03_ultra_tiny.ipynb"
     row = run_notebook(lesson, tmp_path / "a.ipynb", {"smoke": True, "level": "huge"})
@@ -65,6 +66,7 @@ def test_bad_papermill_parameters_fail_clearly(tmp_path):
         and "notebooks/04_tiny.ipynb" in row["error"]
 
 
+@pytest.mark.slow
 def test_comparison_before_training_says_what_to_run(tmp_path, monkeypatch):
     monkeypatch.setenv("SLM_MODELS_DIR", str(tmp_path / "empty"))
     row = run_notebook(NOTEBOOKS_DIR / "08_compare_levels.ipynb", tmp_path / "08.ipynb", {"smoke": True})
@@ -72,6 +74,7 @@ def test_comparison_before_training_says_what_to_run(tmp_path, monkeypatch):
     assert "03_ultra_tiny.ipynb" in row["error"] and "python -m slmlib train --level ultra_tiny" in row["error"]
 
 
+@pytest.mark.slow
 def test_a_students_quick_try_never_replaces_a_levels_model(tmp_path, monkeypatch):
     """The papermill run from issue 14, a few steps of medium (now in medium's own lesson: lesson 03 refuses
     another level, as its text describes ultra-tiny's run)."""

@@ -18,12 +18,11 @@ import slmlib.data as D
 from slmlib.__main__ import main
 from slmlib.checkpoint import (default_path, keep_previous, load_model, previous_path_for, read_index,
                                resume_path_for, save_model)
-from slmlib.config import LEVELS, LevelConfig
+from slmlib.config import LEVELS
 from slmlib.errors import CourseError
 from slmlib.generation import generate_text, next_token_table
 from slmlib.model import TinyGPT
 from slmlib.paths import DATA_DIR, ROOT
-from slmlib.tokenizer import Vocab
 from slmlib.train import train
 
 UNWRITABLE = "/sys/slm-course-test"  # /sys refuses new files, even to root
@@ -188,12 +187,10 @@ def test_a_resumed_ladder_writes_its_results_and_the_resume_command_keeps_them(t
 
 # ---------------------------------------------------------------- checkpoints, checked at load
 
-@pytest.fixture(scope="module")
-def little():
-    vocab = Vocab.from_texts(["Once upon a time there was a cat."])
-    torch.manual_seed(0)
-    cfg = LevelConfig("ultra_tiny", 1, stories=20, n_layer=1, n_head=2, n_embd=16, max_iters=30, block_size=32)
-    return TinyGPT.from_config(cfg, len(vocab)), vocab, cfg
+@pytest.fixture
+def little(little_model):
+    """The session's untrained little model (tests/conftest.py): (model, vocab, config)."""
+    return little_model
 
 
 @pytest.fixture

@@ -5,27 +5,22 @@ import pytest
 import torch
 
 from slmlib.__main__ import main
-from slmlib.checkpoint import model_path
-from slmlib.config import LevelConfig
-from slmlib.data import eval_windows, gpt2_stream, handwritten_path, load_data, load_stats, read_stories, split_path
+from slmlib.data import eval_windows, gpt2_stream, handwritten_path, load_stats, read_stories, split_path
 from slmlib import experiments
 from slmlib.surprise import (EmptyTextError, handwritten_stories, score_handwritten, score_ids, score_text,
                              surprising_table)
-from slmlib.train import evaluate_loss, train
+from slmlib.train import evaluate_loss
 from slmlib.widgets import SurpriseView
 
 STORY = "Once upon a time, there was a little girl named Lily. She liked to play with her red ball."
 NEW_WORDS = "The astronaut zorbled."  # ' astronaut' and 'bled' never occur in the course's stories
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny ultra_tiny-shaped model saved where `test` finds it: (model, vocab, checkpoint, models dir)."""
-    cfg = LevelConfig("ultra_tiny", 1, stories=20, n_layer=1, n_head=2, n_embd=16, max_iters=30, batch_size=4,
-                      block_size=32, eval_interval=10, eval_windows=16, warmup_iters=5)
-    models = tmp_path_factory.mktemp("surprise") / "models"
-    history = train(cfg, data=load_data(cfg), out=model_path(cfg, models), progress=False)
-    return cfg, history.model, history.data.vocab, history.path, models
+@pytest.fixture
+def trained(trained_tiny):
+    """The session's tiny trained model (tests/conftest.py), saved where `test` finds it:
+    (config, model, vocab, checkpoint, models dir)."""
+    return trained_tiny
 
 
 def test_per_token_losses_average_to_the_models_loss(trained):

@@ -1,0 +1,226 @@
+"""Plausible wrong answers to every exercise task, and the solution notebook that tries them.
+
+Each wrong answer is a solution cell with a wrong implementation or number patched in. `probe_notebook(name)`
+is the solution notebook with a probe cell right after the check cell of a task: it tries that task's wrong
+answers, each in a copy of the notebook's variables at that point (it runs the patched solution cell, then the
+check cell's own source) and prints, after PROBE_MARK, how each ended. tests/conftest.py runs these notebooks,
+once each; test_exercises.py reads the solution's own checks from that run, test_exercise_answers.py the probes.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import nbformat
+
+from slmlib import exercises as ex
+
+PROBE_MARK = "PROBE "
+CONTROL = "(the check itself, on the solution's variables)"
+
+
+@dataclass(frozen=True)
+class Wrong:
+    """A wrong answer: in task `task`'s solution cell, each `old` text replaced by its `new` text."""
+
+    what: str
+    task: int
+    patches: tuple[tuple[str, str], ...]
+    hint: str  # a piece of the failing check's message
+    after: int | None = None  # probe after this task's check instead (the state a later moment has)
+
+
+def _reuse(line: str, instead: str) -> tuple[str, str]:
+    """Skip a training line in a wrong answer: the probe reuses the run the solution already made."""
+    return line, instead
+
+
+WRONG: dict[str, list[Wrong]] = {
+    "ex01_tokens": [
+        Wrong("counts words, not tokens", 1, (("return len(gpt2().encode(text))", "return len(text.split())"),),
+              "count tokens, not words"),
+        Wrong("forgets one <|endoftext|> per story", 2, (("count_tokens(s) + 1 for s", "count_tokens(s) for s"),),
+              "add one <|endoftext|> token per story"),
+        Wrong("builds the vocabulary from more stories than level 1's", 3,
+              (("vocab = Vocab.from_texts(stories)",
+                'vocab = Vocab.from_texts(read_stories(split_path("train"), limit=300))'),),
+              "build the vocabulary from the 100 stories"),
+    ],
+    "ex02_causal_mask": [
+        Wrong("mask above the diagonal", 1, (("torch.tril(", "torch.triu("),), "may look at earlier positions"),
+        Wrong("scores not scaled", 2, (("q @ k.transpose(-2, -1) / math.sqrt(head_size)", "q @ k.transpose(-2, -1)"),),
+              "divide the scores by math.sqrt(head_size)"),
+        Wrong("lists the positions from pos on without running the model", 3,
+              (("    edited = idx.clone()", "    return list(range(pos, idx.size(1)))\n    edited = idx.clone()"),),
+              "putting back the same token changes nothing"),
+        Wrong("skips the no-op case but still assumes a causal model", 3,
+              (("    edited = idx.clone()",
+                "    return [] if int(idx[0, pos]) == new_token else list(range(pos, idx.size(1)))\n"
+                "    edited = idx.clone()"),),
+              "a model that reads backwards"),
+    ],
+    "ex03_first_model": [
+        Wrong("tokens seen without the window length", 1,
+              (_reuse('history = train(cfg, out=OUT / "ultra_tiny.pt")\n', ""),
+               ("cfg.max_iters * cfg.batch_size * cfg.block_size", "cfg.max_iters * cfg.batch_size")),
+              "steps x windows per step x tokens per window"),
+        Wrong("best step = the last step", 2,
+              (("return iters[val_losses.index(min(val_losses))]", "return iters[-1]"),), "return the step"),
+        Wrong("best step = the position in the list", 2,
+              (("return iters[val_losses.index(min(val_losses))]", "return val_losses.index(min(val_losses))"),),
+              "return the step"),
+        Wrong("rise measured from the first evaluation", 2,
+              (("rise = history.val_loss[-1] - min(history.val_loss)",
+                "rise = history.val_loss[-1] - history.val_loss[0]"),),
+              "rise = the last validation loss minus the lowest one"),
+        Wrong("continuations written without the model", 3,
+              (("samples = {p: generate_text(history.model, history.data.vocab, p, max_new_tokens=40, "
+                "temperature=0.8, seed=seed)\n           for p in my_prompts}",
+                'samples = {p: p + " there was a little girl who liked to play." for p in my_prompts}'),),
+              "is not what your model writes"),
+    ],
+    "ex04_data_per_parameter": [
+        Wrong("counts the output layer as a second V x C", 1,
+              (("return V * C + T * C + L * per_block + 2 * C", "return 2 * V * C + T * C + L * per_block + 2 * C"),),
+              "shares the token embedding's weights"),
+        Wrong("stories needed from the total tokens, not tokens per story", 3,
+              (("(tokens[name] / cfg.stories)", "tokens[name]"),), "20 x parameters / (tokens per story)"),
+        Wrong("parameters per token", 2,
+              (("tokens[name] / param_count(cfg, vocab_size)", "param_count(cfg, vocab_size) / tokens[name]"),),
+              "ratios['ultra_tiny'] = tokens / parameters"),
+        Wrong("fewest tokens per parameter = fewest stories", 4,
+              (("min(ratios, key=ratios.get)", "min(LEVELS, key=lambda name: LEVELS[name].stories)"),),
+              "compare ratios, not stories"),
+        Wrong("passes without the windows per step", 4,
+              (("cfg.max_iters * cfg.batch_size * cfg.block_size / tokens[name]",
+                "cfg.max_iters * cfg.block_size / tokens[name]"),),
+              "max_iters x batch_size x block_size / tokens"),
+    ],
+    "ex05_memorisation": [
+        Wrong("n-grams one word short", 1, (("range(len(words) - n + 1)", "range(len(words) - n)"),), "every slice"),
+        Wrong("share of the training n-grams, not of the text's", 2,
+              (("sum(g in training_ngrams for g in grams) / len(grams)",
+                "sum(g in training_ngrams for g in grams) / len(training_ngrams)"),),
+              "every n-gram of a training story is in the set"),
+        Wrong("longest span only from the first word", 3, (("    for i in range(len(words)):", "    for i in range(1):"),),
+              "the longest span here is 20 words"),
+        Wrong("report without generating anything (0% copied, 0 words)", 4,
+              (_reuse('history = train(level_config("ultra_tiny", smoke=smoke, seed=seed), out=OUT / "ultra_tiny.pt")\n', ""),
+               ("    text = generate_text(model, vocab, prompt, max_new_tokens=80, seed=seed)", '    text = ""')),
+              "is not what your model writes"),
+        Wrong("samples without the seed", 4,
+              (_reuse('history = train(level_config("ultra_tiny", smoke=smoke, seed=seed), out=OUT / "ultra_tiny.pt")\n', ""),
+               ("generate_text(model, vocab, prompt, max_new_tokens=80, seed=seed)",
+                "generate_text(model, vocab, prompt, max_new_tokens=80)")),
+              "is not what your model writes"),
+        Wrong("excess over chance as a ratio", 4,
+              (_reuse('history = train(level_config("ultra_tiny", smoke=smoke, seed=seed), out=OUT / "ultra_tiny.pt")\n', ""),
+               ('"excess": share - baseline["copied_share"]', '"excess": share / baseline["copied_share"]')),
+              "excess = the sample's copied_share - baseline"),
+    ],
+    "ex06_predict_the_gap": [
+        Wrong("straight line in stories, not log(stories)", 1,
+              (('[(math.log(h.config["stories"]), h.final["gap"])', '[(h.config["stories"], h.final["gap"])'),
+               ("(math.log(stories) - x1)", "(stories - x1)")),
+              "the straight line through"),
+        Wrong("prediction written after the run", 1, (), "predict before you train", after=2),
+        Wrong("gap as train minus val", 2,
+              (_reuse('history = train(target, out=OUT / "predicted_run.pt")\n', ""),
+               ('measured_gap = history.final["val_loss"] - history.final["train_loss"]',
+                'measured_gap = history.final["train_loss"] - history.final["val_loss"]')),
+              "measured_gap = val loss - train loss"),
+        Wrong("prediction bent to the result", 3, (("effect = references", "predicted_gap = measured_gap\neffect = references"),),
+              "predicted_gap changed after Task 1"),
+        Wrong("a fixed 0.1-nat tolerance", 3, (("tolerance = abs(effect) / 4", "tolerance = 0.1"),), "a quarter of what"),
+        Wrong("effect measured from the predicted run", 3,
+              (('effect = references["medium"].final["gap"] - references["small"].final["gap"]',
+                'effect = measured_gap - references["small"].final["gap"]'),),
+              "effect = medium's gap - small's gap"),
+    ],
+    "ex08_compare_levels": [
+        Wrong("train and val swapped", 1,
+              (_reuse('    history = train(cfg, out=OUT / f"{name}.pt")', '    history = load_model(OUT / f"{name}.pt")[1]["history"]'),
+               ('"train_loss": final["train_loss"],\n                 "val_loss": final["val_loss"]',
+                '"train_loss": final["val_loss"],\n                 "val_loss": final["train_loss"]')),
+              "train_loss and val_loss are the final ones"),
+        Wrong("only the architecture changes", 2,
+              (("configs = [cfg.to_dict() for cfg in LEVELS.values()]",
+                'configs = [{k: cfg.to_dict()[k] for k in ("name", "n_layer", "n_head", "n_embd")} '
+                "for cfg in LEVELS.values()]"),),
+              "also differ from level to level"),
+        Wrong("gap plotted against the level's position", 3,
+              (('ax.plot([r["stories"] for r in rows], ', "ax.plot(list(range(1, len(rows) + 1)), "),),
+               "x = the stories of each level"),
+    ],
+    "ex09_sampling": [
+        Wrong("multiplies by the temperature", 1, (("logits / temperature", "logits * temperature"),),
+              "divide the logits by the temperature"),
+        Wrong("keeps only the largest value", 2, (("torch.topk(logits, k).values[..., [-1]]", "torch.topk(logits, k).values[..., [0]]"),),
+              "exactly k values per row stay"),
+        Wrong("top-k left out", 3,
+              (("    if top_k is not None:\n        logits = top_k_filter(logits, top_k)\n", ""),),
+              "only the 3 most likely tokens"),
+        Wrong("samples from the first position's logits", 4, (("logits[:, -1, :]", "logits[:, 0, :]"),),
+              "TinyGPT.generate chose differently"),
+        Wrong("a new generator for every token", 4,
+              (("sample_next(logits[:, -1, :], temperature, top_k, generator)",
+                "sample_next(logits[:, -1, :], temperature, top_k, torch.Generator().manual_seed(seed))"),),
+              "TinyGPT.generate chose differently"),
+    ],
+    "ex10_open_experiment": [
+        Wrong("two settings changed at once", 1,
+              (("baseline.replace(dropout=0.2)", "baseline.replace(dropout=0.2, weight_decay=0.1)"),),
+              "change exactly one setting"),
+        Wrong("a free-text prediction", 1,
+              (('prediction = {"gap": "down", "val": "down"}',
+                'prediction = "I expect a smaller gap, because dropout makes memorising harder."'),),
+              "prediction = {'gap': ..., 'val': ...}"),
+        Wrong("prediction written after the runs", 1, (), "predict before you train", after=2),
+        Wrong("effect as baseline minus changed", 2,
+              (_reuse('runs = {tag: train(cfg, out=OUT / f"{tag}.pt")', "runs = {tag: runs[tag]"),
+               ('of(runs["changed"]) - of(runs["baseline"])', 'of(runs["baseline"]) - of(runs["changed"])')),
+              "effect['gap'] = changed minus baseline"),
+        Wrong("direction ignores the noise", 3,
+              (('    if abs(effect) <= noise:\n        return "about the same"\n', ""),), "no larger than the noise"),
+        Wrong("prediction bent to the result", 3,
+              (("right = sum(", "prediction = dict(measured)\nright = sum("),), "prediction changed after Task 1"),
+    ],
+}
+
+PROBE = '''import json as _json
+_probe = {}
+for _what, (_cell, _check) in _json.loads(%r).items():
+    _namespace = dict(globals())
+    try:
+        exec(compile(_cell, "<wrong answer>", "exec"), _namespace)
+        exec(compile(_check, "<check>", "exec"), _namespace)
+    except Exception as _e:
+        _probe[_what] = [type(_e).__name__, str(_e)]
+    else:
+        _probe[_what] = ["passed", ""]
+print(%r + _json.dumps(_probe))'''
+
+
+def _patched(source: str, wrong: Wrong) -> str:
+    for old, new in wrong.patches:
+        assert source.count(old) == 1, f"{wrong.what}: {old!r} is not (once) in the solution cell; update the test"
+        source = source.replace(old, new)
+    return source
+
+
+def probe_notebook(name: str) -> nbformat.NotebookNode:
+    """The solution notebook with a probe cell after each check cell that has wrong answers to try."""
+    nb = nbformat.read(ex.SOLUTIONS_DIR / f"{name}.ipynb", as_version=4)
+    checks = [i for i, c in enumerate(nb.cells) if ex.is_check_cell(c)]
+    probes = {}
+    for wrong in WRONG[name]:
+        solution, check = nb.cells[checks[wrong.task - 1] - 1], nb.cells[checks[wrong.task - 1]]
+        assert ex.BEGIN in solution.source, f"{name}: the cell before check {wrong.task} holds no solution"
+        probes.setdefault(wrong.after or wrong.task, {})[wrong.what] = [_patched(solution.source, wrong), check.source]
+    for task in sorted(probes, reverse=True):  # from the end, so the indices stay valid
+        check = nb.cells[checks[task - 1]]
+        cases = {CONTROL: ["", check.source], **probes[task]}
+        cell = nbformat.v4.new_code_cell(PROBE % (json.dumps(cases), PROBE_MARK))
+        cell.metadata["probe_task"] = task
+        nb.cells.insert(checks[task - 1] + 1, cell)
+    return nb
