@@ -4,10 +4,13 @@ Only sanity checks on the numbers: timings themselves are too noisy to assert on
 """
 import json
 
+import pytest
+
 from slmlib.bench import PROFILE_BUCKETS, run_benchmarks
 from slmlib.config import LEVELS
 
 
+@pytest.mark.slow
 def test_quick_benchmark_writes_every_section(tmp_path):
     res = run_benchmarks(quick=True, out_dir=tmp_path)
     [json_path] = list(tmp_path.glob("*.json"))

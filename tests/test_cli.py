@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every test starts `python -m slmlib` (a second or more each to import torch)
+
 
 def run(*args, env=None, check=True):
     r = subprocess.run([sys.executable, "-m", "slmlib", *args], capture_output=True, text=True,

@@ -14,6 +14,7 @@ import time
 
 import nbformat
 import psutil
+import pytest
 
 from slmlib import exercises as ex
 from slmlib import grading as gr
@@ -80,6 +81,7 @@ def test_nested_folders_a_single_notebook_and_empty_notebooks(tmp_path, capsys):
     assert "readme.txt is not a notebook" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_copies_without_solutions_ctrl_c_keeps_the_graded_and_a_rerun_resumes(tmp_path, capsys):
     subs, out = tmp_path / "subs", tmp_path / "grades.csv"
     _notebook(subs / "a.ipynb")  # empty: graded at once
@@ -159,6 +161,7 @@ SILENT_TRACEBACK = ("import IPython\nIPython.core.interactiveshell.InteractiveSh
                     "lambda *a, **k: None")
 
 
+@pytest.mark.slow
 def test_forged_checks_score_nothing_and_honest_work_still_scores(tmp_path, capsys):
     subs, ref = tmp_path / "subs", _reference_copy(tmp_path)
     subs.mkdir()
@@ -288,6 +291,7 @@ def test_duplicate_students_empty_folders_and_odd_names_are_reported_and_escaped
     assert len(_rows(out)) == 4
 
 
+@pytest.mark.slow
 def test_a_notebook_that_kills_its_grading_process_is_recorded_and_the_batch_goes_on(tmp_path, capsys):
     subs, out = tmp_path / "subs", tmp_path / "grades.csv"
     _notebook(subs / "a_killer.ipynb", "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)",
@@ -304,6 +308,7 @@ def test_a_notebook_that_kills_its_grading_process_is_recorded_and_the_batch_goe
     assert rows["b_next.ipynb"]["grader_failure"] == "" and rows["b_next.ipynb"]["total"] == "3"
 
 
+@pytest.mark.slow
 def test_each_escape_is_stopped_by_the_sandbox(tmp_path, monkeypatch):
     from slmlib.sandbox import probe
 

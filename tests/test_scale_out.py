@@ -144,6 +144,7 @@ def _two_ranks(corpus: Path, out: Path) -> list[tuple[dict, str]]:
     return [(json.loads(stdout.strip().splitlines()[-1]), stdout) for stdout, _ in outputs]
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_track_one_process_with_the_same_global_batch(tinystories, tmp_path):
     _, dest, _ = tinystories
     (rank0, said0), (rank1, said1) = _two_ranks(dest, tmp_path)
