@@ -11,9 +11,11 @@ import pytest
 
 from slmlib.config import LevelConfig
 
-# The notebooks run three at a time in worker processes (papermill + a kernel each), one torch thread per
-# kernel: on a busy 2-core machine, two torch threads per kernel make smoke training ~10x slower.
+# The notebooks run two at a time in worker processes (papermill + a kernel each), one torch thread per
+# kernel: on a busy 2-core machine, two torch threads per kernel make smoke training ~10x slower. They start
+# with the session (below), beside the tests in this process, which use one core.
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+WORKERS = 2
 # The longest solutions first, so the pool's last minutes are not one long notebook alone.
 LONGEST_FIRST = ["ex10_open_experiment", "ex06_predict_the_gap", "ex08_compare_levels", "ex05_memorisation",
                  "ex03_first_model", "ex01_tokens"]
@@ -90,7 +92,15 @@ def exercise_runs(tmp_path_factory):
         jobs.append((("solutions", f"{name}.ipynb"), probed, ex.SOLUTIONS_DIR))
     jobs += [(("exercises", f"{name}.ipynb"), ex.EXERCISES_DIR / f"{name}.ipynb", ex.EXERCISES_DIR) for name in names]
     ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(3, mp_context=ctx, initializer=_set_env, initargs=(ONE_THREAD,)) as pool:
+    with cf.ProcessPoolExecutor(WORKERS, mp_context=ctx, initializer=_set_env, initargs=(ONE_THREAD,)) as pool:
         futures = {key: pool.submit(run_notebook, path, out / key[0] / key[1], {"smoke": True}, cwd=cwd)
                    for key, path, cwd in jobs}
         yield out, futures
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _start_exercise_runs_early(request):
+    """Start the notebook runs with the session when a selected test will read them: they take minutes of
+    one core each, and until test_exercise_answers.py asks, the tests before it keep only one core busy."""
+    if any("exercise_runs" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        request.getfixturevalue("exercise_runs")
