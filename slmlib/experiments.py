@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import statistics
 import time
 from collections.abc import Sequence
@@ -188,6 +187,7 @@ TEST_COLUMNS = ("level", "stories", "train_loss", "val_loss", "test_loss", "new_
 REMEDY_STORIES = 200
 REMEDIES = {"no remedy": {}, "dropout 0.2": {"dropout": 0.2}, "weight decay 0.1": {"weight_decay": 0.1},
             "more data (1,000 stories)": {"stories": 1000}}
+SWEEP_REMEDIES = ("no remedy", "more data (1,000 stories)")  # points of lesson 08's sweep
 
 
 def try_remedies(stories: int = REMEDY_STORIES, remedies: dict = REMEDIES, seeds: Sequence[int] | None = None,
@@ -198,16 +198,19 @@ def try_remedies(stories: int = REMEDY_STORIES, remedies: dict = REMEDIES, seeds
     Returns the table rows (means, spreads, the difference from no remedy and whether it is larger
     than the noise) and each remedy's histories (one per seed, for the curves). The runs without a
     remedy and with more data are points of lesson 08's sweep: kept in outputs/runs/ and reused there.
-    Early stopping needs no run of its own: it is the no-remedy runs' best point.
+    Early stopping needs no run of its own: it is the no-remedy runs' best point. seeds: the same
+    seeds for every remedy (by default 3 for the sweep's points, 2 for dropout and weight decay).
     """
     from .sweep import RUNS_DIR, SWEEP_CONFIG, SWEEP_SEEDS, train_many
 
-    base, seeds = base or SWEEP_CONFIG, list(seeds or SWEEP_SEEDS)
-    configs = [base.replace(**{"stories": stories, "seed": seed, **change}) for change in remedies.values()
-               for seed in seeds]
-    runs = train_many(configs, jobs, progress, desc="remedies", runs_dir=runs_dir or RUNS_DIR)
-    histories = {name: [History.from_dict(r) for r in runs[i * len(seeds): (i + 1) * len(seeds)]]
-                 for i, name in enumerate(remedies)}
+    base = base or SWEEP_CONFIG
+    # The runs without a remedy and with more data are sweep points (3 seeds, reused by lesson 08);
+    # dropout and weight decay are runs of their own, so they get two seeds to save time.
+    seeds_of = {name: list(seeds or (SWEEP_SEEDS if name in SWEEP_REMEDIES else SWEEP_SEEDS[:2])) for name in remedies}
+    plan = [(name, base.replace(**{"stories": stories, "seed": seed, **change}))
+            for name, change in remedies.items() for seed in seeds_of[name]]
+    runs = train_many([cfg for _, cfg in plan], jobs, progress, desc="remedies", runs_dir=runs_dir or RUNS_DIR)
+    histories = {name: [History.from_dict(run) for (n, _), run in zip(plan, runs) if n == name] for name in remedies}
     baseline = histories[next(iter(remedies))]
     rows = [_remedy_row(name, hs, baseline) for name, hs in histories.items()]
     # Early stopping: the no-remedy runs, judged at their best step instead of their last.
@@ -219,26 +222,45 @@ def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def judge(diffs: Sequence[float], noise: float) -> str:
+    """An effect is one only when it beats the seeds' own noise: the mean difference (seed by seed)
+    is larger than the no-remedy runs' spread over seeds, and every seed moves the same way."""
+    mean = statistics.mean(diffs)
+    if abs(mean) <= noise or not (all(d < 0 for d in diffs) or all(d > 0 for d in diffs)):
+        return "within the noise"
+    return "helps" if mean < 0 else "hurts"
+
+
 def _remedy_row(name: str, runs: Sequence[History], baseline: Sequence[History], at_best: bool = False) -> dict:
-    """Means over seeds; the difference from no remedy in the validation loss of the kept model."""
-    kept = (lambda h: h.best["val_loss"]) if at_best else (lambda h: h.final["val_loss"])
-    val, val_sd = _mean_sd([kept(h) for h in runs])
+    """Means over seeds, and each remedy against no remedy seed by seed (same seed: same start).
+
+    Two questions: the remedy alone (the model it leaves at the end, against no remedy's final
+    model), and the remedy on top of early stopping (best against best). Early stopping's own row
+    is the no-remedy runs judged at their best step.
+    """
+    base_by_seed = {h.config["seed"]: h for h in baseline}
+    pairs = [(h, base_by_seed[h.config["seed"]]) for h in runs if h.config["seed"] in base_by_seed]
+    end = (lambda h: h.best) if at_best else (lambda h: h.final)
+    val, val_sd = _mean_sd([end(h)["val_loss"] for h in runs])
     best, best_sd = _mean_sd([h.best["val_loss"] for h in runs])
-    base, base_sd = _mean_sd([h.final["val_loss"] for h in baseline])
-    diff = val - base
-    # Noise of a difference of two means of n seeds each: the standard error, sqrt(sd1²/n + sd2²/n).
-    noise = math.sqrt(val_sd ** 2 / len(runs) + base_sd ** 2 / len(baseline))
-    verdict = "no remedy" if runs is baseline and not at_best else (
-        "no clear effect (within the noise)" if abs(diff) <= 2 * noise else ("helps" if diff < 0 else "hurts"))
+    final_noise = _mean_sd([h.final["val_loss"] for h in baseline])[1]
+    best_noise = _mean_sd([h.best["val_loss"] for h in baseline])[1]
+    alone = [end(h)["val_loss"] - b.final["val_loss"] for h, b in pairs]
+    on_top = [h.best["val_loss"] - b.best["val_loss"] for h, b in pairs]
+    is_baseline = runs is baseline and not at_best
     return {"remedy": name, "seeds": len(runs),
-            "val_loss": f"{val:.3f} ± {val_sd:.3f}", "vs_no_remedy": f"{diff:+.3f} ± {noise:.3f}",
+            "val_loss": f"{val:.3f} ± {val_sd:.3f}",
+            "alone": "" if is_baseline else f"{statistics.mean(alone):+.3f}: {judge(alone, final_noise)}",
             "best_val": f"{best:.3f} ± {best_sd:.3f}",
-            "best_step": round(statistics.mean([h.best["iter"] for h in runs])),
-            "train_loss": round(statistics.mean([(h.best if at_best else h.final)["train_loss"] for h in runs]), 3),
-            "verdict": verdict, "_diff": round(diff, 4), "_noise": round(noise, 4)}
+            "with_early_stopping": "" if is_baseline or at_best else
+            f"{statistics.mean(on_top):+.3f}: {judge(on_top, best_noise)}",
+            "train_loss": round(statistics.mean(end(h)["train_loss"] for h in runs), 3),
+            "best_step": round(statistics.mean(h.best["iter"] for h in runs)),
+            "verdict": "" if is_baseline else judge(alone, final_noise),
+            "verdict_with_early_stopping": "" if is_baseline or at_best else judge(on_top, best_noise)}
 
 
-REMEDY_COLUMNS = ("remedy", "val_loss", "vs_no_remedy", "verdict", "train_loss", "best_val", "best_step")
+REMEDY_COLUMNS = ("remedy", "seeds", "val_loss", "alone", "best_val", "with_early_stopping", "train_loss", "best_step")
 
 
 def write_remedies(rows: list[dict], config: LevelConfig, out_dir: str | Path = OUTPUTS_DIR) -> Path:

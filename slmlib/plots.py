@@ -27,7 +27,7 @@ def draw_references(ax, refs: Mapping[str, float] | None, floor: float | None = 
             ax.axhline(refs[key], color="tab:grey", linestyle=(0, (4, 3)), linewidth=0.9, alpha=0.7)
             ax.annotate(f"{label} {refs[key]:.2f}", (1, refs[key]), xycoords=("axes fraction", "data"),
                         xytext=(-3, 2), textcoords="offset points", ha="right", va="bottom", fontsize=7,
-                        color="dimgrey")
+                        color="dimgrey", annotation_clip=True)  # no label for a line above the y-range
     if floor is not None:
         ax.axhline(floor, label=f"entropy floor {floor:.2f}", **FLOOR_STYLE)
 
@@ -59,7 +59,7 @@ def plot_history(history, floor: float | None = None, ax=None, title: str | None
     draw_references(ax, refs, floor)
     losses = history.train_loss + history.val_loss + [v for v in (refs or {}).values()] + ([floor] if floor else [])
     if losses:
-        log_loss_axis(ax, 0.85 * min(losses), 1.1 * max(losses))
+        log_loss_axis(ax, 0.85 * min(losses), 1.2 * max(losses))
     ax.set_xlabel("training step")
     ax.set_ylabel("loss (nats per token, log scale)")
     if title is None and history.config:
@@ -254,24 +254,5 @@ def plot_remedies(histories: Mapping[str, Sequence], floor: float | None = None,
     axes[1].legend(fontsize=8, loc="lower left")
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    return _finish(fig, path)
-
-
-def plot_val_curves(histories: Mapping[str, object], floor: float | None = None, title: str = "",
-                    path: str | Path | None = None):
-    """Validation curves of several runs on one axes (e.g. the remedies for overfitting)."""
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name, history in histories.items():
-        line, = ax.plot(history.iters, history.val_loss, label=name, linewidth=2)
-        best = history.best
-        ax.plot([best["iter"]], [best["val_loss"]], marker="v", color=line.get_color(), markersize=8)
-    if floor is not None:
-        ax.axhline(floor, label=f"entropy floor {floor:.2f}", **FLOOR_STYLE)
-    ax.set_xlabel("training step")
-    ax.set_ylabel("validation loss (nats per token)")
-    ax.set_title(title or "Validation loss (▼ = lowest point of each run)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
     fig.tight_layout()
     return _finish(fig, path)
