@@ -172,7 +172,7 @@ WRONG: dict[str, list[Wrong]] = {
               (("baseline.replace(dropout=0.2)", "baseline.replace(dropout=0.2, weight_decay=0.1)"),),
               "change exactly one setting"),
         Wrong("a free-text prediction", 1,
-              (('prediction = {"gap": "down", "val": "down"}',
+              (('prediction = {"gap": "down", "val": "about the same"}',
                 'prediction = "I expect a smaller gap, because dropout makes memorising harder."'),),
               "prediction = {'gap': ..., 'val': ...}"),
         Wrong("prediction written after the runs", 1, (), "predict before you train", after=2),
