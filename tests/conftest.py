@@ -1,25 +1,24 @@
 """Fixtures for the unit tests (the environment is set up by the root conftest.py).
 
 The expensive ones are session-scoped and shared by the test files: each notebook of solutions/ and
-exercises/ runs once per session, however many files read its run.
+exercises/ runs once per session, however many files read its run, and levels 1-2 train once, in the
+background from the session's start.
 """
 import concurrent.futures as cf
 import multiprocessing
-import os
 
 import pytest
 
 from slmlib.config import LevelConfig
 
-# The notebooks run two at a time in worker processes (papermill + a kernel each), one torch thread per
-# kernel: on a busy 2-core machine, two torch threads per kernel make smoke training ~10x slower. They start
-# with the session (below), beside the tests in this process, which use one core.
+# Background work (the exercise notebooks, levels 1-2 trained for real) runs in a pool of worker processes
+# started with the session, beside the tests in this process, which keep about one core busy. One torch
+# thread per process: on a busy 2-core machine, two torch threads per kernel make smoke training ~10x slower.
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-WORKERS = 2
+WORKERS = 3
 # The longest solutions first, so the pool's last minutes are not one long notebook alone.
 LONGEST_FIRST = ["ex10_open_experiment", "ex06_predict_the_gap", "ex08_compare_levels", "ex05_memorisation",
                  "ex03_first_model", "ex01_tokens"]
-
 
 TINY = LevelConfig("ultra_tiny", 1, stories=20, n_layer=1, n_head=2, n_embd=16, max_iters=30,
                    batch_size=4, block_size=32, eval_interval=10, eval_windows=16, warmup_iters=5)
@@ -58,12 +57,27 @@ def little_model():
     return TinyGPT.from_config(cfg, len(vocab)), vocab, cfg
 
 
-def _set_env(env):
-    os.environ.update(env)
+@pytest.fixture(scope="session")
+def background():
+    """The session's pool of worker processes (spawned: a fork of a process holding torch's threads can hang)."""
+    from background import set_env
+
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(WORKERS, mp_context=ctx, initializer=set_env, initargs=(ONE_THREAD,)) as pool:
+        yield pool
 
 
 @pytest.fixture(scope="session")
-def exercise_runs(tmp_path_factory):
+def level_runs(background):
+    """Levels 1-2 trained at their default settings, each in a worker of its own (tests/test_lesson_holds.py):
+    {name: future of (history without model and data, recital, entropy floors)}."""
+    from background import train_level
+
+    return {name: background.submit(train_level, name) for name in ("ultra_tiny", "tiny")}
+
+
+@pytest.fixture(scope="session")
+def exercise_runs(tmp_path_factory, background):
     """Every solution and every untouched exercise notebook, each executed once in smoke mode:
     (folder of the executed copies, {("solutions" or "exercises", file name): future of run_notebook's row}).
 
@@ -91,16 +105,16 @@ def exercise_runs(tmp_path_factory):
         nbformat.write(nb, probed)
         jobs.append((("solutions", f"{name}.ipynb"), probed, ex.SOLUTIONS_DIR))
     jobs += [(("exercises", f"{name}.ipynb"), ex.EXERCISES_DIR / f"{name}.ipynb", ex.EXERCISES_DIR) for name in names]
-    ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(WORKERS, mp_context=ctx, initializer=_set_env, initargs=(ONE_THREAD,)) as pool:
-        futures = {key: pool.submit(run_notebook, path, out / key[0] / key[1], {"smoke": True}, cwd=cwd)
-                   for key, path, cwd in jobs}
-        yield out, futures
+    futures = {key: background.submit(run_notebook, path, out / key[0] / key[1], {"smoke": True}, cwd=cwd)
+               for key, path, cwd in jobs}
+    return out, futures
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _start_exercise_runs_early(request):
-    """Start the notebook runs with the session when a selected test will read them: they take minutes of
-    one core each, and until test_exercise_answers.py asks, the tests before it keep only one core busy."""
-    if any("exercise_runs" in getattr(item, "fixturenames", ()) for item in request.session.items):
-        request.getfixturevalue("exercise_runs")
+def _start_background_work_early(request):
+    """Start the background work with the session when a selected test will read it (the longest first):
+    it takes minutes of one core each, and the tests before the ones that read it keep only one core busy."""
+    wanted = {name for item in request.session.items for name in getattr(item, "fixturenames", ())}
+    for name in ("level_runs", "exercise_runs"):
+        if name in wanted:
+            request.getfixturevalue(name)
