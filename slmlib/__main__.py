@@ -20,7 +20,8 @@ INTERRUPTED = 130  # the shell's exit status for Ctrl-C: scripts and make see th
 
 def cmd_train(args) -> int | None:
     from .checkpoint import default_path, model_path
-    from .experiments import LADDER_COLUMNS, format_table, resolve_levels, train_ladder
+    from .experiments import LADDER_COLUMNS, resolve_levels, train_ladder
+    from .tables import format_table
     from .distributed import quiet_unless_main
 
     quiet_unless_main()  # under torchrun, rank 0 alone prints
@@ -64,7 +65,8 @@ def _resume_ladder(configs: list, outs: list[Path], args, results_dir: Path, ove
     interrupted one resumes from its file, the rest train; then the ladder's results are written."""
     from .checkpoint import load_model, resume_path_for
     from .distributed import is_main_process
-    from .experiments import LADDER_COLUMNS, format_table, level_result, write_ladder_outputs
+    from .experiments import LADDER_COLUMNS, level_result, write_ladder_outputs
+    from .tables import format_table
     from .train import train
 
     first = next((i for i, out in enumerate(outs) if resume_path_for(out).is_file()), None)
@@ -117,7 +119,8 @@ def _stopped(level: str, status: str, args) -> int:
 
 
 def cmd_test(args) -> None:
-    from .experiments import TEST_COLUMNS, format_table, test_models
+    from .experiments import TEST_COLUMNS, test_models
+    from .tables import format_table
 
     rows = test_models(models_dir=args.models, n_fresh=args.fresh)
     print(format_table(rows, TEST_COLUMNS))
@@ -173,7 +176,7 @@ def cmd_info(args) -> None:
     from .checkpoint import read_index
     from .config import LEVELS
     from .data import DataFileError, load_stats
-    from .experiments import format_table
+    from .tables import format_table
 
     rows = [{"level": f"{c.number} {c.name}", "stories": c.stories, "layers": c.n_layer,
              "heads": c.n_head, "width": c.n_embd, "steps": c.max_iters, "batch": c.batch_size,
