@@ -101,8 +101,11 @@ def verdict(gap: float, rise: float | None = None, train_above_floor: float | No
     rose = f", and the validation loss turned up by {rise:+.3f} after its best" if turned_up else ""
     if gap >= 0.3:
         return f"clear overfitting: the model does much better on stories it has seen{rose}"
-    if gap >= 0.1:
+    if gap >= 0.1 and (turned_up or rise is None):
         return f"some overfitting{rose}"
+    if gap >= 0.1:  # lesson 03: overfitting is the U-turn, not a small gap alone
+        return (f"a gap of {gap:+.2f} but no U-turn: the model does a little better on its own stories while "
+                "its validation loss is still falling, so not overfitting (yet)")
     if gap < 0:
         return ("no gap: slightly lower on unseen stories, which is noise (the two numbers come from "
                 "different windows of text), not a model that prefers new stories")

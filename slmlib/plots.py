@@ -63,7 +63,9 @@ def plot_history(history, floor: float | None = None, ax=None, title: str | None
     ax.set_xlabel("training step")
     ax.set_ylabel("loss (nats per token, log scale)")
     if title is None and history.config:
-        title = f"{history.config.get('name', '')}: {history.config.get('stories', '?')} stories"
+        stories = history.config.get("stories", "?")
+        title = f"{history.config.get('name', '')}: {stories:,} stories" if isinstance(stories, int) else \
+            f"{history.config.get('name', '')}: {stories} stories"
     if history.gap is not None:  # the last point's gap: the same number the summary prints
         title = f"{title}  (gap {history.gap:+.3f})"
     ax.set_title(title)
