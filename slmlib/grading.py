@@ -20,6 +20,7 @@ Grading trusts the reference, not the submission:
 """
 from __future__ import annotations
 
+import asyncio
 import copy
 import csv
 import functools
@@ -30,8 +31,10 @@ import multiprocessing
 import os
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import wait
@@ -379,12 +382,13 @@ def run_submission(path: Path, graded_path: Path, ref: Reference, run: Run, env:
 
     -> (executed nb or None, {check: passed}, notes, the student's problem or "", the grader's problem or "").
     """
+    import psutil
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
 
     from .course import kernel_name
-    from .sandbox import MemoryWatch, SandboxedKernelManager, sandbox_args
+    from .sandbox import MemoryWatch, SandboxedKernelManager, kill_tree, sandbox_args
 
     kernel = kernel_name()
     try:
@@ -396,6 +400,7 @@ def run_submission(path: Path, graded_path: Path, ref: Reference, run: Run, env:
     except Exception as e:  # a notebook papermill cannot parameterise
         return None, {}, [], f"unreadable notebook ({_first_line(e)})", ""
     notes = [f"{changed} check cell(s) edited or deleted (the reference checks ran in their place)"] if changed else []
+    on_sigterm = signal.getsignal(signal.SIGTERM)  # nbclient replaces it while the notebook runs
     running = {"cell": None, "started": None}  # the clock starts at the first cell: a slow kernel start costs nothing
 
     def time_left(cell) -> int:
@@ -404,6 +409,14 @@ def run_submission(path: Path, graded_path: Path, ref: Reference, run: Run, env:
 
     def on_cell_start(cell, cell_index):
         running["cell"] = cell_index
+
+    def on_notebook_start(notebook):
+        kernel_pid()  # the sandbox's process, taken while it runs
+        if callable(on_sigterm):  # the worker's: nbclient's own would stop the kernel and blame the notebook
+            try:
+                asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_sigterm, signal.SIGTERM, None)
+            except (RuntimeError, ValueError, NotImplementedError):  # not the main thread, not POSIX
+                pass
 
     ipc = Path(tempfile.mkdtemp(prefix="k", dir=work.parent)) if run.bwrap else None
     if run.bwrap:
@@ -415,18 +428,26 @@ def run_submission(path: Path, graded_path: Path, ref: Reference, run: Run, env:
         km.prefix = sandbox_args(run.bwrap, work, writable, list(run.hidden), env, cwd=path.parent)
         env = {"PATH": env["PATH"]}
     else:
-        from jupyter_client import KernelManager
+        from jupyter_client import AsyncKernelManager
 
-        km = KernelManager(kernel_name=kernel)
+        km = AsyncKernelManager(kernel_name=kernel)
     client = _grading_client()(nb, (str(work) + os.sep, "<ipython-input-", "<string>"), km=km, kernel_name=kernel,
                                allow_errors=True, shutdown_kernel="immediate", timeout_func=time_left,
-                               on_cell_start=on_cell_start, resources={"metadata": {"path": str(path.parent)}})
+                               on_cell_start=on_cell_start, on_notebook_start=on_notebook_start,
+                               resources={"metadata": {"path": str(path.parent)}})
     launch = {"preexec_fn": _memory_cap(run.memory_mb)} if run.memory_mb and sys.platform.startswith("linux") else {}
     error = grader_error = ""
+    started = []  # the kernel's process (the sandbox's outer bwrap), taken while it runs
 
     def kernel_pid():
         process = getattr(getattr(km, "provisioner", None), "process", None)
-        return getattr(process, "pid", None)
+        pid = getattr(process, "pid", None)
+        if pid and not started:
+            try:
+                started.append(psutil.Process(pid))
+            except psutil.Error:
+                pass
+        return pid
 
     with open(kernel_log or os.devnull, "wb") as log, MemoryWatch(kernel_pid, run.memory_mb) as watch:
         try:
@@ -446,11 +467,15 @@ def run_submission(path: Path, graded_path: Path, ref: Reference, run: Run, env:
             else:
                 error = f"the kernel failed in cell {running['cell']} ({_first_line(e)})"
         finally:
-            pid = kernel_pid()
-            if pid:
-                from .sandbox import kill_tree
-
-                kill_tree(pid)  # anything the notebook left running
+            watch.stop()
+            if started:  # first the whole sandbox (unsandboxed: the kernel and all it started), at once
+                kill_tree(started[0])
+            try:  # then the kernel manager's own shutdown: its sockets, connection file, client channels
+                client._cleanup_kernel()
+            except Exception:  # noqa: BLE001 - the kernel is gone either way
+                pass
+            if threading.current_thread() is threading.main_thread() and on_sigterm is not None:
+                signal.signal(signal.SIGTERM, on_sigterm)  # nbclient left SIGTERM at its default
     notes += [f"check {k + 1} not run: {why}" for k, why in sorted(client.reasons.items())]
     graded_path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, graded_path)
@@ -779,6 +804,20 @@ def _start_worker() -> None:
     # Its own session: Ctrl-C in the terminal reaches only the main process, which stops the workers.
     if hasattr(os, "setsid"):
         os.setsid()
+    signal.signal(signal.SIGTERM, _stop_worker)
+
+
+def _stop_worker(signum=signal.SIGTERM, frame=None) -> None:
+    """SIGTERM in a worker: kill the sandbox of the notebook it runs (every process under the worker),
+    then end as SIGTERM ends a process (the batch records a grader failure: graded again on a rerun)."""
+    import psutil
+
+    from .sandbox import kill_tree
+
+    for child in psutil.Process().children():
+        kill_tree(child)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _worker(conn, sub: Submission, ref: Reference, graded_dir: Path, scratch: Path, run: Run) -> None:

@@ -21,7 +21,7 @@ import threading
 from functools import lru_cache
 from pathlib import Path
 
-from jupyter_client import KernelManager
+from jupyter_client import AsyncKernelManager
 
 from .paths import ROOT
 
@@ -88,8 +88,13 @@ def sandbox_args(bwrap: str, work: Path, writable: list[Path], hidden: list[Path
     return [*args, "--"]
 
 
-class SandboxedKernelManager(KernelManager):
-    """A KernelManager whose kernel command runs inside `prefix` (a bwrap command line)."""
+class SandboxedKernelManager(AsyncKernelManager):
+    """An AsyncKernelManager whose kernel command runs inside `prefix` (a bwrap command line).
+
+    Async, as nbclient expects: its client waits for messages without blocking nbclient's event loop,
+    so a cell's timeout, the kernel's death and SIGTERM are noticed while a cell runs. (A blocking
+    client waits for output forever: a looping or dead kernel was never stopped.)
+    """
 
     prefix: list[str] = []
 
@@ -116,6 +121,9 @@ class MemoryWatch:
         return self
 
     def __exit__(self, *exc):
+        self.stop()
+
+    def stop(self) -> None:
         self._stop.set()
 
     def _run(self) -> None:
@@ -142,12 +150,17 @@ class MemoryWatch:
                 return
 
 
-def kill_tree(pid: int) -> None:
-    """Kill a process and every descendant it has (all at once, children first found)."""
+def kill_tree(pid) -> None:
+    """Kill a process (a pid, or a psutil.Process taken while it ran) and every descendant it has
+    (all at once, children first found). Killing a sandbox's outer bwrap kills all of it: its inner
+    bwrap is the sandbox's init (`--unshare-pid`) and dies with it (`--die-with-parent`), and with the
+    init every process in the sandbox."""
     import psutil
 
     try:
-        root = psutil.Process(pid)
+        root = pid if isinstance(pid, psutil.Process) else psutil.Process(pid)
+        if not root.is_running():  # ended, and its pid perhaps reused: nothing of ours to kill
+            return
         tree = [*root.children(recursive=True), root]
     except psutil.Error:
         return
