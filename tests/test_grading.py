@@ -331,8 +331,13 @@ def test_each_escape_is_stopped_by_the_sandbox(tmp_path, monkeypatch):
         "own copy": "open('mine.txt', 'w').write('ok')\nprint(open('mine.txt').read())",
     }
     _notebook(subs / "eve.ipynb", "import os", *escapes.values(), exercise="ex01_tokens")
+    hog = "import subprocess, sys\nps = [subprocess.Popen([sys.executable, '-c', " \
+          "'b = bytearray(500 * 2**20); import time; time.sleep(60)']) for _ in range(4)]\nimport time\ntime.sleep(30)"
+    _notebook(subs / "hog.ipynb", hog, exercise="ex01_tokens")
     out = tmp_path / "grades.csv"
-    gr.grade_submissions(subs, out, timeout=60, memory_mb=1500, jobs=2)
+    start = time.monotonic()
+    rows = {r["notebook"]: r for r in gr.grade_submissions(subs, out, timeout=60, memory_mb=1500, jobs=2)}
+    assert time.monotonic() - start < 120, "the memory cap stops the hog at once, not at its deadline (240 s)"
     assert (subs / "victim.ipynb").read_bytes() == victim
     cells = nbformat.read(tmp_path / "graded" / "eve" / "eve.ipynb", as_version=4).cells[2:2 + len(escapes)]
     seen = {}
@@ -347,3 +352,4 @@ def test_each_escape_is_stopped_by_the_sandbox(tmp_path, monkeypatch):
     assert seen["own copy"].strip() == "ok", seen
     assert not [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "6123"]], \
         "every process the notebook started is gone"
+    assert "its processes together used" in rows["hog.ipynb"]["error"], rows["hog.ipynb"]
