@@ -94,14 +94,18 @@ def remedy_checks(remedies: Mapping | None) -> list[dict]:
     """Lesson 04's verdicts, from outputs/remedies.json: what it says each remedy does, held."""
     if not remedies:
         return [_check("lesson 04's remedies ran", False, "missing outputs/remedies.json (run lesson 04)")]
-    rows = {r["remedy"]: r for r in remedies["rows"]}
+    rows = {r.get("remedy"): r for r in remedies.get("rows", []) if isinstance(r, dict)}
     checks = []
     for (name, column), said in REMEDY_VERDICTS.items():
         row = rows.get(name)
         what = "alone" if column == "verdict" else "with early stopping"
-        checks.append(_check(f"remedies: {name} ({what}): {said}", row is not None and row[column] == said,
-                             f"{row['alone' if column == 'verdict' else 'with_early_stopping']} "
-                             f"({row['seeds']} seeds)" if row else "not run"))
+        measured = "alone" if column == "verdict" else "with_early_stopping"
+        if row is None or measured not in row:  # not run, or written by an older course: rerun lesson 04
+            checks.append(_check(f"remedies: {name} ({what}): {said}", False,
+                                 "not in outputs/remedies.json: rerun lesson 04"))
+            continue
+        checks.append(_check(f"remedies: {name} ({what}): {said}", row.get(column) == said,
+                             f"{row[measured]} ({row.get('seeds')} seeds)"))
     return checks
 
 

@@ -166,6 +166,7 @@ def summarise(rows: Sequence[dict]) -> list[dict]:
                  "passes": group[0]["passes"], "turned_up": sum(turned_up(r) for r in group)}
         for key in ("best_val", "best_step", "rise", "final_train", "gap_at_best", "gap_at_end"):
             entry[key], entry[f"{key}_sd"] = _mean_sd([r[key] for r in group])
+        entry["best_step"] = round(entry["best_step"])  # a step, even as a mean
         out.append(entry)
     return out
 
