@@ -15,9 +15,10 @@ from .metrics import TrainingText, chance_copying, perplexity, reference_losses,
 from .paths import MODELS_DIR, OUTPUTS_DIR
 from .plots import close_figure, plot_gap_vs_data, plot_ladder_curves
 from .surprise import score_handwritten
-from .tables import format_table  # noqa: F401  (lessons import it from here too)
+from .tables import format_table
 from .history import History
 from .distributed import is_main_process
+from .sweep import mean_sd
 from .train import evaluate_loss, train
 
 DEFAULT_PROMPTS = ("Once upon a time", "One day, a little girl named", "The dog was sad because")
@@ -218,10 +219,6 @@ def try_remedies(stories: int = REMEDY_STORIES, remedies: dict = REMEDIES, seeds
     return rows, histories
 
 
-def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
-    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
 def judge(diffs: Sequence[float], noise: float) -> str:
     """An effect is one only when it beats the seeds' own noise: the mean difference (seed by seed)
     is larger than the no-remedy runs' spread over seeds, and every seed moves the same way."""
@@ -241,10 +238,10 @@ def _remedy_row(name: str, runs: Sequence[History], baseline: Sequence[History],
     base_by_seed = {h.config["seed"]: h for h in baseline}
     pairs = [(h, base_by_seed[h.config["seed"]]) for h in runs if h.config["seed"] in base_by_seed]
     end = (lambda h: h.best) if at_best else (lambda h: h.final)
-    val, val_sd = _mean_sd([end(h)["val_loss"] for h in runs])
-    best, best_sd = _mean_sd([h.best["val_loss"] for h in runs])
-    final_noise = _mean_sd([h.final["val_loss"] for h in baseline])[1]
-    best_noise = _mean_sd([h.best["val_loss"] for h in baseline])[1]
+    val, val_sd = mean_sd([end(h)["val_loss"] for h in runs], digits=None)
+    best, best_sd = mean_sd([h.best["val_loss"] for h in runs], digits=None)
+    final_noise = mean_sd([h.final["val_loss"] for h in baseline], digits=None)[1]
+    best_noise = mean_sd([h.best["val_loss"] for h in baseline], digits=None)[1]
     alone = [end(h)["val_loss"] - b.final["val_loss"] for h, b in pairs]
     on_top = [h.best["val_loss"] - b.best["val_loss"] for h, b in pairs]
     is_baseline = runs is baseline and not at_best

@@ -152,9 +152,10 @@ def turned_up(row: dict) -> bool:
     return row["best_step"] <= TURNED_UP["best_by"] * row["steps"] and row["rise"] >= TURNED_UP["rise"]
 
 
-def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
-    return (round(statistics.mean(values), 3),
-            round(statistics.stdev(values), 3) if len(values) > 1 else 0.0)
+def mean_sd(values: Sequence[float], digits: int | None = 3) -> tuple[float, float]:
+    """Mean and standard deviation over seeds (0 for one seed), rounded to `digits` (None: not rounded)."""
+    mean, sd = statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+    return (mean, sd) if digits is None else (round(mean, digits), round(sd, digits))
 
 
 def summarise(rows: Sequence[dict]) -> list[dict]:
@@ -165,7 +166,7 @@ def summarise(rows: Sequence[dict]) -> list[dict]:
         entry = {"stories": n, "seeds": len(group), "train_tokens": group[0]["train_tokens"],
                  "passes": group[0]["passes"], "turned_up": sum(turned_up(r) for r in group)}
         for key in ("best_val", "best_step", "rise", "final_train", "gap_at_best", "gap_at_end"):
-            entry[key], entry[f"{key}_sd"] = _mean_sd([r[key] for r in group])
+            entry[key], entry[f"{key}_sd"] = mean_sd([r[key] for r in group])
         entry["best_step"] = round(entry["best_step"])  # a step, even as a mean
         out.append(entry)
     return out
@@ -218,7 +219,7 @@ def sweep_result(rows: Sequence[dict], held_out_rows: Sequence[dict], config: di
               "held_out_rows": list(held_out_rows)}
     if fit and held_out_rows:
         stories = held_out_rows[0]["stories"]
-        measured, sd = _mean_sd([r["best_val"] for r in held_out_rows])
+        measured, sd = mean_sd([r["best_val"] for r in held_out_rows])
         predicted = round(predict(fit, stories), 3)
         result["prediction"] = {"stories": stories, "predicted": predicted, "measured": measured,
                                 "measured_sd": sd, "seeds": len(held_out_rows),

@@ -25,6 +25,7 @@ from slmlib.generation import generate_text, next_token_table
 from slmlib.lesson import check_parameters, level_config
 from slmlib.paths import DATA_DIR, MODELS_DIR, ROOT
 from slmlib.tokenizer import Vocab, gpt2
+from cli_support import assert_one_line_error, cli
 
 SENTINEL = b"a trained model that must survive"
 
@@ -55,25 +56,6 @@ def place(tmp_path):
     yield {"models": str(models), "file": str(a_file)}
     assert model.read_bytes() == SENTINEL and a_file.read_text() == "not a folder"
     assert sorted(p.name for p in models.iterdir()) == [model.name], "nothing new in the models folder"
-
-
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    """Run `python -m slmlib ...` in-process; an exception escaping main() is a traceback."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:  # argparse refuses an argument
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, *names):
-    assert code not in (0, None), "a bad input must exit non-zero"
-    assert "Traceback" not in err
-    last = err.strip().splitlines()[-1]
-    assert "error:" in last, err
-    for name in names:
-        assert name in last, f"{name!r} not named in: {last}"
 
 
 # ---------------------------------------------------------------- command-line arguments

@@ -15,7 +15,6 @@ import pytest
 import torch
 
 import slmlib.data as D
-from slmlib.__main__ import main
 from slmlib.checkpoint import (default_path, keep_previous, load_model, previous_path_for, read_index,
                                resume_path_for, save_model)
 from slmlib.config import LEVELS
@@ -24,6 +23,7 @@ from slmlib.generation import generate_text, next_token_table
 from slmlib.model import TinyGPT
 from slmlib.paths import DATA_DIR, ROOT
 from slmlib.train import train
+from cli_support import assert_one_line_error, cli
 
 UNWRITABLE = "/sys/slm-course-test"  # /sys refuses new files, even to root
 
@@ -37,25 +37,6 @@ def real_files_untouched():
     before = fingerprint()
     yield
     assert fingerprint() == before
-
-
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    """`python -m slmlib ...` in-process; an exception escaping main() is a traceback."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:  # argparse refused an argument
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, *names):
-    assert code not in (0, None), "a bad input must exit non-zero"
-    assert "Traceback" not in err
-    last = err.strip().splitlines()[-1]
-    assert "error:" in last, err
-    for name in names:
-        assert name in last, f"{name!r} not named in: {last}"
 
 
 @pytest.fixture
