@@ -57,6 +57,39 @@ def check_parameters(**params) -> None:
                                      "(-p max_iters N still shortens this lesson's own run)")
 
 
+class Lesson:
+    """A lesson's checked parameters, and the sizes of its side runs (smaller in smoke mode, so the
+    tests run every notebook in seconds): lessons 00-02, 09 and 10 (03-07 have LevelLesson)."""
+
+    def __init__(self, smoke: bool, device: str, seed: int):
+        self.smoke, self.device, self.seed = smoke, device, seed
+        self.sample_tokens = 25 if smoke else 60  # lesson 09's side-by-side samples
+        self.demo_steps = 20 if smoke else 200  # lesson 10's run on TinyStories (or its stand-in)
+
+    def level_model(self, level):
+        """(model, info) of the level's saved model, None if it has none (in smoke mode: the tests' run)."""
+        from .surprise import load_level_model
+
+        return load_level_model(level, settings=SMOKE_SETTINGS if self.smoke else None)
+
+
+def start_lesson(smoke: bool | None = None, device: str = "auto", seed: int = 1337) -> Lesson:
+    """Check a lesson's parameters at its top, with the fix, and return what its cells need."""
+    smoke = smoke_mode(smoke)
+    check_parameters(smoke=smoke, device=device, seed=seed)
+    return Lesson(smoke, device, seed)
+
+
+def shown_path(path) -> str:
+    """A path as a lesson prints it: relative to the course folder (the machine's own folders say nothing)."""
+    from pathlib import Path
+
+    from .paths import ROOT
+
+    path = Path(path)
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
+
+
 def level_config(level, smoke: bool = False, max_iters: int | None = None, seed: int | None = None) -> LevelConfig:
     """The level's settings, shrunk in smoke mode, with optional overrides."""
     check_parameters(level=level, smoke=smoke, max_iters=max_iters, **({} if seed is None else {"seed": seed}))
@@ -143,7 +176,8 @@ def summarize(history, floor: float | None = None) -> str:
         lines.append(f"entropy floor {floor:.3f}: val loss is {f['val_loss'] - floor:.3f} nats above it, "
                      f"train loss {f['train_loss'] - floor:+.3f}")
     lines.append(f"verdict: {run_verdict(history, floor)}")
-    lines.append(f"trained in {history.seconds:.1f} s; saved to {history.path}")
+    lines.append(f"trained in {history.seconds:.1f} s; "
+                 + (f"saved to {shown_path(history.path)}" if history.path else "not saved"))
     return "\n".join(lines)
 
 
