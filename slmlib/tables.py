@@ -4,7 +4,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-def format_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
+class Table(str):
+    """format_table's text. print() gives the text; a notebook shows it as a rendered table (left as a
+    cell's last line, or display()ed), so a wide table neither wraps mid-number nor shows its pipes."""
+
+    def _repr_markdown_(self) -> str:
+        return self.replace("<", "&lt;")  # a token such as <unk> is text here, not an HTML tag
+
+    def __repr__(self) -> str:  # the plain-text stand-in: the table, not a quoted string
+        return str(self)
+
+
+def format_table(rows: Sequence[dict], columns: Sequence[str]) -> Table:
     """A markdown table (reads fine as plain text too)."""
     def cell(v, column):
         if isinstance(v, float):
@@ -14,4 +25,4 @@ def format_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
         return "" if v is None else str(v)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(r.get(c, ""), c) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)
+    return Table("\n".join(lines))
