@@ -95,6 +95,9 @@ class LiveLossPlot:
             return
         fig, ax = plt.subplots(figsize=(7, 4))
         plot_history(history, self.floor, ax=ax, title=self.title, refs=self.refs)
+        steps = history.config.get("max_iters")
+        if steps:  # the run's whole length from the first frame, so the axis never jumps as points arrive
+            ax.set_xlim(0, steps * 1.02)
         fig.tight_layout()
         if self.handle is None:
             self.handle = display(fig, display_id=True)
