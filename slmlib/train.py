@@ -30,7 +30,7 @@ from .config import LevelConfig, get_level
 from .data import LevelData, eval_windows, load_data
 from .device import pick_device
 from .distributed import Ranks
-from .errors import CourseError
+from .errors import CourseError, UsageError
 from .history import History
 from .model import TinyGPT
 from .step import make_optimizer, train_step
@@ -74,6 +74,8 @@ def evaluate_loss(model: TinyGPT, windows: tuple[torch.Tensor, torch.Tensor], ba
     model.train(was_training)
     return total / xs.size(0)
 
+
+PRECISIONS = ("fp32", "bf16")  # bf16: autocast to bfloat16, faster where the chip supports it
 
 # What stops a run at the next step boundary: Ctrl-C (the kernel's stop button) and SIGTERM
 # (what `kill`, `timeout` and batch schedulers send first). SIGKILL cannot be caught.
@@ -124,102 +126,143 @@ def train(config: LevelConfig | str | int, data: LevelData | None = None, device
     as .previous.pt). precision: "fp32", or "bf16" autocast (faster on CPUs with bf16 support).
     Under torchrun every process calls this; see slmlib/distributed.py for what changes then.
     """
-    config = get_level(config)
-    ranks = Ranks.from_env()  # rank 0 of 1, unless torchrun started this process
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be 'fp32' or 'bf16', not {precision!r}")
-    out = output_path(config, out, overwrite)
-    if save and ranks.is_main:
-        check_writable(out)  # before the first step, not after minutes of training
-    torch.manual_seed(config.seed)
-    data = data if data is not None else load_data(config)
-    model = TinyGPT.from_config(config, len(data.vocab))
-    dev = ranks.join(pick_device(device, model.num_params()))  # "auto": a GPU for 10M+ parameters
-    model = model.to(dev)
-    trained = ranks.wrap(model)  # DistributedDataParallel under torchrun, else the model itself
-    optimizer = make_optimizer(model, config)
-    batch_rng = torch.Generator().manual_seed(config.seed + ranks.rank)  # each rank its own batches
-    history = History(config=config.to_dict())
-    start, best_state = 0, None
-    if resume is not None:
-        start, history, best_state = _restore(resume, config, model, optimizer, batch_rng, ranks)
-    history.parallel = ranks.describe(config)  # world_size and the global batch, saved with the history
-
-    windows = {split: eval_windows(getattr(data, split), config.eval_windows, config.block_size)
-               for split in ("train", "val")}
-    autocast = (torch.autocast(dev.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext())
-    history.status, history.model, history.data = "running", model, data
-    seconds_before = history.seconds
-    tokens = start * config.tokens_per_batch
-    t0 = time.perf_counter()
-    last_t, last_tokens = t0, tokens
-    bar = _progress_bar(config.max_iters, start, f"{config.name}", progress and ranks.is_main)
-    it = start
-    model.train()
+    run = _Run(get_level(config), data, device, resume, out, save, precision, overwrite, progress)
+    callbacks = callbacks if run.ranks.is_main else ()
+    it = run.start
     with _stop_at_step_boundary() as stop:
         try:
-            for it in range(start, config.max_iters + 1):
+            for it in range(run.start, run.config.max_iters + 1):
                 # The state at the top of step `it` is what a resume needs to redo it exactly.
-                rng_state, torch_rng_state = batch_rng.get_state(), torch.get_rng_state()
-                if ranks.any(stop["stop"]):  # under torchrun: every rank stops at the same step
+                run.rng_states = run.batch_rng.get_state(), torch.get_rng_state()
+                if run.ranks.any(stop["stop"]):  # under torchrun: every rank stops at the same step
                     raise KeyboardInterrupt
-                last = it == config.max_iters
-                if (it % config.eval_interval == 0 or last) and not _recorded(history, it):
-                    now = time.perf_counter()
-                    rec = {"iter": it,
-                           "train_loss": round(evaluate_loss(model, windows["train"], device=dev), 4),
-                           "val_loss": round(evaluate_loss(model, windows["val"], device=dev), 4),
-                           "tokens": tokens, "seconds": round(seconds_before + now - t0, 3),
-                           "tokens_per_sec": round((tokens - last_tokens) / max(now - last_t, 1e-9))}
-                    last_t, last_tokens = time.perf_counter(), tokens
-                    if history.record(rec):
-                        best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                    if bar is not None:
-                        bar.set_postfix(train=f"{rec['train_loss']:.3f}", val=f"{rec['val_loss']:.3f}")
-                    for callback in callbacks if ranks.is_main else ():
-                        callback(history)
-                if last:
+                if run.evaluation_due(it):
+                    run.evaluate_and_record(it, callbacks)
+                if it == run.config.max_iters:
                     break
-                loss = train_step(model, optimizer, data, config, lr_at(it, config), batch_rng, autocast, dev,
-                                  ranks, trained)
-                if not torch.isfinite(loss):
-                    history.status = "diverged"
-                    history.seconds = seconds_before + time.perf_counter() - t0
-                    raise TrainingDivergedError(
-                        f"training diverged: the loss became {loss.item()} at step {it} (lr={config.lr:g}). "
-                        f"Lower the learning rate, e.g. config.replace(lr={config.lr / 3:.1g}), and train again.",
-                        history)
-                tokens += config.tokens_per_batch
-                if bar is not None:
-                    bar.update(1)
+                run.step(it)
         except KeyboardInterrupt:
-            history.status = "interrupted"
-            history.seconds = seconds_before + time.perf_counter() - t0
-            if bar is not None:
-                bar.close()
-            every_rank = ranks.resume_state(rng_state, torch_rng_state)  # {} without torchrun
-            if ranks.is_main:
-                _save_resume(history, out, model, optimizer, config, data, it, rng_state, torch_rng_state,
-                             best_state, every_rank, resumed_from=resume, by=stop["signal"])
-            ranks.wait_for_main()  # under torchrun: every rank returns once the file is there
-            return history
+            run.save_for_resume(it, by=stop["signal"])
+            return run.history
         finally:
-            if bar is not None:
-                bar.close()
-
+            run.close_bar()
         # Still inside the Ctrl-C guard: a stop pressed while saving cannot lose the run.
-        history.seconds = seconds_before + time.perf_counter() - t0
-        last_rec = history.records[-1]
-        history.final = {"train_loss": last_rec["train_loss"], "val_loss": last_rec["val_loss"],
-                         "gap": round(last_rec["val_loss"] - last_rec["train_loss"], 4),
-                         "windows": config.eval_windows, "tokens_per_split": config.eval_windows * config.block_size}
-        history.status = "completed"
-        history.resume_path = None
-        if save and ranks.is_main:
-            history.path = _save_final(model, out, config, data, history, best_state, overwrite)
-            resume_path_for(out).unlink(missing_ok=True)  # finished: the resume file is stale now
-    ranks.wait_for_main()
-    return history
+        run.finish()
+    run.ranks.wait_for_main()
+    return run.history
+
+
+class _Run:
+    """One call of train(): the model and optimiser, the data, the random state a resume needs, the clock.
+
+    The methods are the loop's parts, in the order they happen: evaluate and record, step, then
+    either finish (save the model) or, when stopped, save what a resume needs.
+    """
+
+    def __init__(self, config: LevelConfig, data: LevelData | None, device: str, resume, out, save: bool,
+                 precision: str, overwrite: bool, progress: bool):
+        """Check the settings and the output, build the model, optimiser and batches, restore a resumed run."""
+        self.config, self.ranks = config, Ranks.from_env()  # rank 0 of 1, unless torchrun started this process
+        if precision not in PRECISIONS:
+            raise UsageError(f"precision={precision!r} is not allowed: use {' or '.join(map(repr, PRECISIONS))} "
+                             "('bf16' is faster on CPUs and GPUs with bfloat16 support)")
+        self.out = output_path(config, out, overwrite)
+        self.save, self.overwrite, self.resumed_from = save, overwrite, resume
+        if save and self.ranks.is_main:
+            check_writable(self.out)  # before the first step, not after minutes of training
+        torch.manual_seed(config.seed)
+        self.data = data if data is not None else load_data(config)
+        self.model = TinyGPT.from_config(config, len(self.data.vocab))
+        self.dev = self.ranks.join(pick_device(device, self.model.num_params()))  # "auto": a GPU for 10M+ parameters
+        self.model.to(self.dev)
+        self.trained = self.ranks.wrap(self.model)  # DistributedDataParallel under torchrun, else the model itself
+        self.optimizer = make_optimizer(self.model, config)
+        self.batch_rng = torch.Generator().manual_seed(config.seed + self.ranks.rank)  # each rank its own batches
+        self.start, self.history, self.best_state = 0, History(config=config.to_dict()), None
+        if resume is not None:
+            self.start, self.history, self.best_state = _restore(resume, config, self.model, self.optimizer,
+                                                                 self.batch_rng, self.ranks)
+        self.history.parallel = self.ranks.describe(config)  # world_size and the global batch, saved with it
+        self.windows = {split: eval_windows(getattr(self.data, split), config.eval_windows, config.block_size)
+                        for split in ("train", "val")}
+        self.autocast = (torch.autocast(self.dev.type, dtype=torch.bfloat16) if precision == "bf16"
+                         else nullcontext())
+        self.history.status, self.history.model, self.history.data = "running", self.model, self.data
+        self.seconds_before, self.tokens = self.history.seconds, self.start * config.tokens_per_batch
+        self.t0 = time.perf_counter()
+        self.last_t, self.last_tokens = self.t0, self.tokens
+        self.rng_states = None
+        self.bar = _progress_bar(config.max_iters, self.start, config.name, progress and self.ranks.is_main)
+        self.model.train()
+
+    def elapsed(self) -> float:
+        """Seconds of training so far, the run this one resumed included."""
+        return self.seconds_before + time.perf_counter() - self.t0
+
+    def evaluation_due(self, it: int) -> bool:
+        """Every eval_interval steps and after the last, unless a resumed run recorded this step already."""
+        due = it % self.config.eval_interval == 0 or it == self.config.max_iters
+        return due and not (self.history.records and self.history.records[-1]["iter"] == it)
+
+    def evaluate_and_record(self, it: int, callbacks: Sequence[Callable[[History], None]]) -> None:
+        """Both losses on the fixed windows, recorded; the best weights so far kept; the callbacks told."""
+        now = time.perf_counter()
+        rec = {"iter": it,
+               "train_loss": round(evaluate_loss(self.model, self.windows["train"], device=self.dev), 4),
+               "val_loss": round(evaluate_loss(self.model, self.windows["val"], device=self.dev), 4),
+               "tokens": self.tokens, "seconds": round(self.seconds_before + now - self.t0, 3),
+               "tokens_per_sec": round((self.tokens - self.last_tokens) / max(now - self.last_t, 1e-9))}
+        self.last_t, self.last_tokens = time.perf_counter(), self.tokens
+        if self.history.record(rec):
+            self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        if self.bar is not None:
+            self.bar.set_postfix(train=f"{rec['train_loss']:.3f}", val=f"{rec['val_loss']:.3f}")
+        for callback in callbacks:
+            callback(self.history)
+
+    def step(self, it: int) -> None:
+        """One optimisation step; a loss that is not finite stops the run, naming the fix."""
+        config = self.config
+        loss = train_step(self.model, self.optimizer, self.data, config, lr_at(it, config), self.batch_rng,
+                          self.autocast, self.dev, self.ranks, self.trained)
+        if not torch.isfinite(loss):
+            self.history.status, self.history.seconds = "diverged", self.elapsed()
+            raise TrainingDivergedError(
+                f"training diverged: the loss became {loss.item()} at step {it} (lr={config.lr:g}). "
+                f"Lower the learning rate, e.g. config.replace(lr={config.lr / 3:.1g}), and train again.",
+                self.history)
+        self.tokens += config.tokens_per_batch
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def finish(self) -> None:
+        """Completed: the final losses and their gap, and the model saved (final and best weights)."""
+        self.history.seconds = self.elapsed()
+        last = self.history.records[-1]
+        self.history.final = {"train_loss": last["train_loss"], "val_loss": last["val_loss"],
+                              "gap": round(last["val_loss"] - last["train_loss"], 4),
+                              "windows": self.config.eval_windows,
+                              "tokens_per_split": self.config.eval_windows * self.config.block_size}
+        self.history.status, self.history.resume_path = "completed", None
+        if self.save and self.ranks.is_main:
+            self.history.path = _save_final(self.model, self.out, self.config, self.data, self.history,
+                                            self.best_state, self.overwrite)
+            resume_path_for(self.out).unlink(missing_ok=True)  # finished: the resume file is stale now
+
+    def save_for_resume(self, it: int, by: str | None) -> None:
+        """Stopped at step `it`: save what a resume needs (on the main process), every rank waits for it."""
+        self.history.status, self.history.seconds = "interrupted", self.elapsed()
+        self.close_bar()  # before the message below
+        rng_state, torch_rng_state = self.rng_states
+        every_rank = self.ranks.resume_state(rng_state, torch_rng_state)  # {} without torchrun
+        if self.ranks.is_main:
+            _save_resume(self.history, self.out, self.model, self.optimizer, self.config, self.data, it, rng_state,
+                         torch_rng_state, self.best_state, every_rank, resumed_from=self.resumed_from, by=by)
+        self.ranks.wait_for_main()  # under torchrun: every rank returns once the file is there
 
 
 def output_path(config: LevelConfig, out: str | Path | None, overwrite: bool = False) -> Path:
@@ -296,10 +339,6 @@ def _save_resume(history: History, out: Path, model, optimizer, config, data, it
     if earlier is not None:
         print(f"An earlier interrupted run of the same settings was saved there; it is kept as {earlier} "
               f"(resume it with train(config, resume='{earlier}'), or delete it).")
-
-
-def _recorded(history: History, it: int) -> bool:
-    return bool(history.records) and history.records[-1]["iter"] == it
 
 
 def _restore(resume, config: LevelConfig, model, optimizer, batch_rng,
