@@ -236,12 +236,31 @@ def cmd_exercises(args) -> None:
 
     for path in sorted(SOLUTIONS_DIR.glob("*.ipynb")):
         check_notebook(path, "solution notebook")
+    if args.action == "nbgrader":
+        return _nbgrader_source(args.dest)
+    if args.dest is not None:
+        raise UsageError(f"`exercises build` takes no folder (got {args.dest}); "
+                         "`exercises nbgrader DIR` writes an nbgrader course folder")
     changed = build_exercises(check=args.check)
     if args.check and changed:
         raise UsageError(f"exercises/ is out of date with solutions/ ({', '.join(changed)}); "
                          "run `python -m slmlib exercises build`")
     print(f"exercises/ {'checked' if args.check else 'rebuilt'}: {len(changed)} file(s) "
           f"{'differ' if args.check else 'changed'}")
+
+
+def _nbgrader_source(dest: Path | None) -> None:
+    from .nbgrader_export import write_nbgrader_source
+
+    if dest is None:
+        raise UsageError("give the folder to write: `python -m slmlib exercises nbgrader DIR` "
+                         "(an nbgrader course folder: DIR/source/<exercise>/...)")
+    if dest.exists() and not dest.is_dir():
+        raise UsageError(f"{dest} is a file: give a folder for the nbgrader course")
+    written = write_nbgrader_source(dest)
+    print(f"nbgrader source: {len(written)} file(s) in {dest / 'source'}/ (one assignment per exercise). "
+          f"Then, in {dest}: `nbgrader generate_assignment ex01_tokens`, and after collecting, "
+          "`SLM_SMOKE=1 nbgrader autograde ex01_tokens` (see the README's grading section).")
 
 
 def cmd_release(args) -> None:
@@ -496,8 +515,11 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("action", choices=["strip", "refresh"])
     n.set_defaults(func=cmd_notebooks)
 
-    e = sub.add_parser("exercises", help="build exercises/ from solutions/ (never edit exercises/ by hand)")
-    e.add_argument("action", choices=["build"])
+    e = sub.add_parser("exercises", help="build exercises/ from solutions/ (never edit exercises/ by hand), "
+                                         "or an nbgrader source from them")
+    e.add_argument("action", choices=["build", "nbgrader"],
+                   help="build: rewrite exercises/; nbgrader: write an nbgrader course folder in DIR")
+    e.add_argument("dest", type=Path, nargs="?", metavar="DIR", help="with nbgrader: the folder to write")
     e.add_argument("--check", action="store_true", help="only check that exercises/ is up to date")
     e.set_defaults(func=cmd_exercises)
 
