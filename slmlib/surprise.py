@@ -59,6 +59,7 @@ class TextSurprise:
 
     tokens: list[TokenSurprise]
     label: str = ""
+    vocab_size: int | None = None  # the model's vocabulary: a perplexity above it is worse than a uniform guess
 
     @property
     def mean_loss(self) -> float:
@@ -78,10 +79,19 @@ class TextSurprise:
         ranked = sorted(enumerate(self.tokens), key=lambda it: -it[1].loss)
         return ranked[:n]
 
+    def perplexity_words(self) -> str:
+        """e^(mean loss): as unsure as a uniform pick among that many tokens. Above the vocabulary's
+        size the count means nothing (4,904,946,879.5 of 2,139 tokens), so say what it does mean."""
+        perplexity = math.exp(min(self.mean_loss, 700.0))
+        if self.vocab_size and perplexity > self.vocab_size:
+            return (f"perplexity above the vocabulary's {self.vocab_size:,} tokens: worse than a uniform guess, "
+                    f"which scores ln {self.vocab_size:,} = {math.log(self.vocab_size):.2f}")
+        return f"perplexity {perplexity:,.1f}"
+
     def summary(self) -> str:
         name = f"{self.label}: " if self.label else ""
         return (f"{name}mean {self.mean_loss:.3f} nats/token over {len(self.tokens)} tokens "
-                f"(perplexity {math.exp(self.mean_loss):.1f}); {self.unknown_count} unknown to the vocabulary")
+                f"({self.perplexity_words()}); {self.unknown_count} unknown to the vocabulary")
 
     def to_html(self, scale_max: float = SCALE_MAX) -> str:
         return surprise_html(self, scale_max)
@@ -171,7 +181,7 @@ def score_text(model: TinyGPT, vocab: Vocab, text: str, top_k: int = TOP_K, labe
         tokens.append(TokenSurprise(text=enc.decode([g]), loss=float(losses[pos]),
                                     unknown=vocab.unk_id is not None and c == vocab.unk_id,
                                     rank=int(ranks[pos]), guesses=guesses))
-    return TextSurprise(tokens, label)
+    return TextSurprise(tokens, label, len(vocab))
 
 
 def text_to_score(path: Path | str) -> str:
@@ -270,12 +280,14 @@ def _shown(piece: str) -> str:
 # style inline it was 107 KB).
 _SHEET = ("<style>"
           ".slm-text{font-size:13px;line-height:1.9;max-width:900px}"
-          ".slm-text>details{vertical-align:top}"
+          ".slm-text>details{vertical-align:top;position:relative}"
           ".slm-text>details>summary{cursor:pointer;list-style:none}"
           ".slm-text>details>summary::-webkit-details-marker{display:none}"
           ".slm-text>details[open]>summary{box-shadow:0 0 0 2px #1a237e}"  # the clicked token
-          ".slm-text>details>span{display:block;margin:2px 4px 4px 0;background:#fff;color:#111;"
-          "border:1px solid #888;padding:2px 6px;white-space:pre;font-size:12px;line-height:1.4}"
+          # the guesses float over the text below the token (as a tooltip does), never push it down
+          ".slm-text>details>span{position:absolute;left:0;top:100%;z-index:20;margin-top:3px;background:#fff;"
+          "color:#111;border:1px solid #888;padding:2px 6px;white-space:pre;font-size:12px;line-height:1.4;"
+          "box-shadow:0 2px 6px rgba(0,0,0,.25)}"
           ".slm-text>details>span::before{content:'the model expected:\\A'}"
           "</style>")
 GUESSES_SHOWN = 3

@@ -278,8 +278,11 @@ def test_token_surprise_view(page, lab, lab_env):
     # 3. click: the guesses open under the token, and close again on a second click
     popup = token.locator("span").first
     assert not popup.is_visible(), "the guesses should be hidden until the token is clicked"
+    below = view.locator(".slm-legend").bounding_box()["y"]  # what comes after the text
     summary.click()
     wait_until(popup.is_visible, 5, "clicking a token did not open the model's guesses")
+    assert view.locator(".slm-legend").bounding_box()["y"] == below, \
+        "the open guesses pushed the text down: they should float over it, as a tooltip does"
     assert re.search(r"'.*' \d+%", popup.inner_text()), popup.inner_text()  # ' the' 40% ...
     assert popup.evaluate("e => getComputedStyle(e, '::before').content").startswith('"the model expected:')
     screenshot(page, "09_5_surprise_click", view)

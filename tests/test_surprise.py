@@ -7,8 +7,8 @@ import torch
 from slmlib.__main__ import main
 from slmlib.data import eval_windows, gpt2_stream, handwritten_path, load_stats, read_stories, split_path
 from slmlib import experiments
-from slmlib.surprise import (EmptyTextError, handwritten_stories, score_handwritten, score_ids, score_text,
-                             surprising_table)
+from slmlib.surprise import (EmptyTextError, TextSurprise, TokenSurprise, handwritten_stories, score_handwritten,
+                             score_ids, score_text, surprise_html, surprising_table)
 from slmlib.train import evaluate_loss
 from slmlib.widgets import SurpriseView
 
@@ -75,6 +75,24 @@ def test_html_shows_every_token_its_guesses_the_mean_and_a_legend(trained):
     assert len(page) < 3000 + 250 * len(surprise.tokens), "markup repeated for every token: keep it short"
     rows = surprising_table(surprise, 3)
     assert [r["loss"] for r in rows] == sorted((r["loss"] for r in rows), reverse=True)
+
+
+def test_a_perplexity_above_the_vocabulary_size_says_worse_than_a_uniform_guess_not_a_count():
+    """e^22.3 = 4,904,946,879.5 'tokens to choose from' means nothing with 2,139 tokens in the vocabulary."""
+    def text(loss):
+        return TextSurprise([TokenSurprise("x", loss, False, 1, ())], "m", vocab_size=2139)
+    assert "(perplexity 2.4);" in text(0.885).summary()
+    lost = text(22.314).summary()
+    assert "worse than a uniform guess" in lost and "ln 2,139 = 7.67" in lost and "4904946879" not in lost
+    assert "perplexity 1,000.0" in TextSurprise([TokenSurprise("x", 6.907755, False, 1, ())]).summary()
+
+
+def test_open_guesses_float_over_the_text_instead_of_pushing_it_down():
+    """The browser test checks the layout itself (tests/test_browser.py: the next line stays put)."""
+    page = surprise_html(TextSurprise([TokenSurprise("x", 1.0, False, 1, (("y", 0.5),))]))
+    assert ".slm-text>details{vertical-align:top;position:relative}" in page
+    assert ".slm-text>details>span{position:absolute;" in page
+    assert ".slm-text>details[open]>summary{box-shadow" in page  # the clicked token is marked
 
 
 def test_empty_text_is_refused_with_a_message(trained):
