@@ -115,7 +115,8 @@ def _kernel() -> str:
                            f"Start JupyterLab with {LAB} and pick the kernel 'Python 3 (SLM Course)'")
     server = jupyter_server()
     name = f"kernel '{server['kernel_name']}'" if server else "kernel"
-    return f"{name} runs in the course's environment {prefix}"
+    root = ROOT.resolve()  # a .venv inside the course prints as .venv, not as this machine's folders
+    return f"{name} runs in the course's environment {prefix.relative_to(root) if prefix.is_relative_to(root) else prefix}"
 
 
 def _cuda_libraries_size() -> int:
