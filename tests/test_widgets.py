@@ -1,5 +1,6 @@
 """The playground's Python side, driven like a student would, without a browser."""
 import pytest
+import torch
 
 from slmlib.checkpoint import CheckpointError
 from slmlib.data import load_data
@@ -46,6 +47,55 @@ def test_each_sample_says_what_produced_it_and_the_buttons_come_back(models_dir)
     assert (f"{pg.model_picker.value}; temperature 0.00 (greedy: always the likeliest token), "
             "top-k all, seed 7") in pg.text.value
     assert "line-height:1.5" in pg.text.value  # the widget's own line height double-spaces a paragraph
+
+
+def test_the_kernel_samples_at_the_sliders_temperature_and_zero_is_greedy(models_dir, monkeypatch):
+    """A temperature lost on its way to the sampler reads as 'temperature does nothing': fail, never warn."""
+    received = []
+    real = widgets.generate_text
+    monkeypatch.setattr(widgets, "generate_text", lambda *a: received.append(a[4]) or real(*a))
+    pg = GenerationPlayground(models_dir)
+    pg.max_tokens.value, pg.top_k.value = 12, 0
+    pg.temperature.value = 0.0
+    greedy = set()
+    for seed in (0, 1, 2):
+        pg.seed.value = seed
+        greedy.add(pg.generate())
+    assert received == [0.0] * 3 and len(greedy) == 1, "at temperature 0 the seed must not matter (greedy)"
+    model, info = pg._model()
+    ids = info["vocab"].encode(pg.prompt.value)
+    for _ in range(12):  # the likeliest token every time, by hand
+        nxt = int(model(torch.tensor([ids[-model.block_size:]]))[0][0, -1].argmax())
+        if nxt == info["vocab"].eot_id:
+            break
+        ids.append(nxt)
+    assert greedy == {info["vocab"].decode(ids)}
+    pg.temperature.value = 1.5
+    sampled = set()
+    for seed in (0, 1, 2):
+        pg.seed.value = seed
+        sampled.add(pg.generate())
+    assert received[3:] == [1.5] * 3 and sampled - greedy, "temperature 1.5 gave only the greedy text"
+
+
+def test_live_loss_plot_spans_the_whole_run_from_the_first_frame(monkeypatch):
+    """Before the second evaluation the x-axis was -0.04..0.04, and it rescaled at every redraw."""
+    import IPython
+    import IPython.display
+    import matplotlib.pyplot as plt
+
+    from slmlib.history import History
+    from slmlib.plots import LiveLossPlot
+
+    plt.close(plt.figure())  # pick the backend before IPython is faked
+    shown = []
+    monkeypatch.setattr(IPython, "get_ipython", lambda: object())
+    monkeypatch.setattr(IPython.display, "display", lambda fig, display_id=None: shown.append(fig.axes[0].get_xlim()))
+    history = History(config={"name": "tiny", "stories": 200, "max_iters": 1200},
+                      records=[{"iter": 0, "train_loss": 7.6, "val_loss": 7.6}])
+    LiveLossPlot(refs={"uniform": 7.67, "floor": 0.63})(history)
+    low, high = shown[0]
+    assert low == 0 and 1200 <= high < 1300
 
 
 def test_probability_button_draws_a_chart_and_generate_hides_it_without_a_broken_image(models_dir):
