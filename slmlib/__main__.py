@@ -538,9 +538,12 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("submissions", type=Path,
                     help="folder with one notebook or one folder per student (or a single notebook)")
     gr.add_argument("--out", type=Path, default=Path("grades.csv"),
-                    help="CSV to write (a report goes beside it); a rerun skips the notebooks it already holds")
+                    help="CSV to write (beside it: grades.md, grades.html, grades_by_student.csv, feedback/ "
+                         "and graded/); a rerun skips the notebooks it already holds")
     gr.add_argument("--timeout", type=whole_number(1), default=600, help="seconds allowed per notebook")
-    gr.add_argument("--jobs", type=whole_number(1, 256), default=1, help="notebooks graded at the same time")
+    gr.add_argument("--jobs", type=whole_number(1, 256),
+                    help="notebooks graded at the same time (default: one per two cores, as memory allows; "
+                         "2 jobs on 2 cores were measured slower than 1)")
     gr.add_argument("--memory-mb", type=whole_number(0),
                     help="memory each notebook may use, in MB (default 4096; Linux only; 0: no cap)")
     gr.add_argument("--force", action="store_true",

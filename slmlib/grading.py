@@ -25,17 +25,22 @@ import copy
 import csv
 import functools
 import hashlib
+import html
 import io
+import json
 import math
 import multiprocessing
 import os
+import re
 import secrets
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -47,8 +52,9 @@ from .errors import CourseError, UsageError
 from .exercises import ANSI, EXERCISES_DIR, SOLUTIONS_DIR, is_check_cell
 from .paths import ROOT, atomic_write
 
+# "checks" (added in issue 25): each check's outcome and the hint it printed, as JSON; row_check stays last.
 GRADE_COLUMNS = ("student", "exercise", "passed", "total", "seconds", "error", "notebook", "sha256",
-                 "reference", "settings", "course", "grader_failure", "row_check")
+                 "reference", "settings", "course", "grader_failure", "checks", "row_check")
 REPORT_COLUMNS = ("student", "exercise", "passed", "total", "seconds", "error", "notebook")
 # Address space per grading kernel. Measured: the solutions' kernels peak at 1.35-1.6 GB (VmPeak) in
 # smoke mode, most of it reserved but never touched; 4 GB leaves room and stops a runaway cell.
@@ -73,10 +79,11 @@ def _normalised(source: str) -> str:
 
 @dataclass(frozen=True)
 class Reference:
-    """One exercise as the instructor's exercises/ has it: its check cells and the file's hash."""
+    """One exercise as the instructor's exercises/ has it: its check cells, the file's hash, each task's title."""
     name: str
     checks: tuple[str, ...]
     sha256: str
+    tasks: tuple[str, ...] = ()  # one title per check ("Task 1: text to tokens")
 
 
 def read_references(exercises_dir: Path = EXERCISES_DIR) -> dict[str, Reference]:
@@ -90,10 +97,23 @@ def read_references(exercises_dir: Path = EXERCISES_DIR) -> dict[str, Reference]
             raise UsageError(f"reference exercise {path} cannot be read ({_first_line(e)}); "
                              "run `python -m slmlib exercises build`") from None
         checks = tuple(c.source for c in nb.cells if is_check_cell(c))
-        refs[path.stem] = Reference(path.stem, checks, hashlib.sha256(data).hexdigest()[:16])
+        refs[path.stem] = Reference(path.stem, checks, hashlib.sha256(data).hexdigest()[:16], task_titles(nb))
     if not refs:
         raise UsageError(f"no exercises in {exercises_dir}: run `python -m slmlib exercises build`")
     return refs
+
+
+def task_titles(nb) -> tuple[str, ...]:
+    """The title of the task each check cell checks: the last `## Task ...` heading above it."""
+    titles, heading = [], ""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            found = [ln.lstrip("#").strip() for ln in cell.source.splitlines() if ln.startswith("## Task")]
+            heading = found[-1] if found else heading
+        elif is_check_cell(cell):
+            titles.append(heading or f"Task {len(titles) + 1}")
+            heading = ""
+    return tuple(titles)
 
 
 def exercise_of(nb, stem: str, refs: dict[str, Reference]) -> str | None:
@@ -224,10 +244,14 @@ def same_student_notes(subs: list[Submission]) -> list[str]:
     return notes
 
 
+def printable(text: str) -> str:
+    """text on one line: control characters (newlines, escape codes) written as escapes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def escape(text: str) -> str:
     """text on one line, safe in a markdown table: control characters as escapes, `|` as `\\|`."""
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
-    return text.replace("|", "\\|")
+    return printable(text).replace("|", "\\|")
 
 
 # ---------------------------------------------------------------- running one notebook
@@ -380,7 +404,8 @@ def run_submission(path: Path, graded_path: Path, ref: Reference, run: Run, env:
                    kernel_log: Path | None = None) -> tuple:
     """Execute one notebook with the reference's checks, errors allowed, in a kernel of its own.
 
-    -> (executed nb or None, {check: passed}, notes, the student's problem or "", the grader's problem or "").
+    -> (executed nb or None, [[status, why] per check], notes, the student's problem or "",
+        the grader's problem or "").
     """
     import psutil
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
@@ -398,7 +423,7 @@ def run_submission(path: Path, graded_path: Path, ref: Reference, run: Run, env:
         nb = load_notebook_node(str(built))  # nbformat.read, plus the metadata papermill expects
         nb = parameterize_notebook(nb, {"smoke": run.smoke}, kernel_name=kernel, language="python")
     except Exception as e:  # a notebook papermill cannot parameterise
-        return None, {}, [], f"unreadable notebook ({_first_line(e)})", ""
+        return None, [], [], f"unreadable notebook ({_first_line(e)})", ""
     notes = [f"{changed} check cell(s) edited or deleted (the reference checks ran in their place)"] if changed else []
     on_sigterm = signal.getsignal(signal.SIGTERM)  # nbclient replaces it while the notebook runs
     running = {"cell": None, "started": None}  # the clock starts at the first cell: a slow kernel start costs nothing
@@ -479,7 +504,38 @@ def run_submission(path: Path, graded_path: Path, ref: Reference, run: Run, env:
     notes += [f"check {k + 1} not run: {why}" for k, why in sorted(client.reasons.items())]
     graded_path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, graded_path)
-    return nb, client.outcomes, notes, error, grader_error
+    checks = check_results(nb, client.outcomes, client.reasons, len(ref.checks), error or grader_error)
+    return nb, checks, notes, error, grader_error
+
+
+def check_results(nb, outcomes: dict, reasons: dict, n: int, stopped: str = "") -> list[list[str]]:
+    """[status, why] for each of n checks: "passed"; "failed" with the hint it printed; "not run" with why."""
+    cells = {c.metadata.get(GRADER_KEY, {}).get("check"): c for c in nb.cells} if nb is not None else {}
+    results = []
+    for k in range(n):
+        if outcomes.get(k):
+            results.append(["passed", ""])
+        elif k in reasons:
+            results.append(["failed", f"the check did not run: {reasons[k]}"])
+        elif k in outcomes:
+            results.append(["failed", _failure(cells.get(k)) or (f"stopped in this check: {stopped}" if stopped
+                                                                 else "the check failed without a message")])
+        else:
+            results.append(["not run", f"the notebook stopped before this check ({stopped})" if stopped
+                            else "the notebook stopped before this check"])
+    return results
+
+
+def _failure(cell) -> str:
+    """The error a check cell printed, on one line: the hint alone for a failed assert."""
+    for o in (cell or {}).get("outputs", []):
+        if o.output_type == "error":
+            text = ANSI.sub("", o.get("evalue", "")).strip()
+            text = text.splitlines()[0] if text else ""
+            if o.ename == "NotImplementedError" and not text:
+                return "NotImplementedError: not done yet (the task's `raise NotImplementedError()` is still there)"
+            return (text if o.ename == "AssertionError" and text else f"{o.ename}: {text}".rstrip(": "))[:300]
+    return ""
 
 
 def _last_words(kernel_log: Path | None) -> str:
@@ -539,8 +595,8 @@ def grade_one(sub: Submission, ref: Reference, graded_dir: Path, scratch: Path, 
             shutil.copy2(sub.path, path)
         before = _files_in(work)
         env = _kernel_env(scratch, sub.student, run.smoke, bool(run.bwrap), work)
-        nb, outcomes, notes, error, grader_error = run_submission(path, graded_path, ref, run, env, work,
-                                                                  kernel_log=work.with_suffix(".log"))
+        nb, checks, notes, error, grader_error = run_submission(path, graded_path, ref, run, env, work,
+                                                                kernel_log=work.with_suffix(".log"))
         deleted = len(before - _files_in(work))
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -548,9 +604,18 @@ def grade_one(sub: Submission, ref: Reference, graded_dir: Path, scratch: Path, 
         work.with_suffix(".ipynb").unlink(missing_ok=True)
     problems = [error, *notes, first_error(nb, run.memory_mb) if nb else "",
                 f"deleted {deleted} file(s) in its working folder (a copy: the submission is intact)" if deleted else ""]
-    return {"student": sub.student, "exercise": ref.name, "passed": sum(bool(v) for v in outcomes.values()),
+    checks = checks or _not_run(len(ref.checks), error)
+    return {"student": sub.student, "exercise": ref.name, "passed": sum(s == "passed" for s, _ in checks),
             "total": len(ref.checks), "seconds": round(time.perf_counter() - start, 1),
-            "error": "; ".join(filter(None, problems)), "grader_error": grader_error}
+            "error": "; ".join(filter(None, problems)), "grader_error": grader_error, "checks": _json(checks)}
+
+
+def _not_run(n: int, why: str) -> list[list[str]]:
+    return [["not run", why or "not run"] for _ in range(n)]
+
+
+def _json(checks: list) -> str:
+    return json.dumps(checks, ensure_ascii=False, separators=(",", ":"))
 
 
 def graded_at_once(sub: Submission, refs: dict[str, Reference], graded_dir: Path) -> dict | None:
@@ -560,7 +625,8 @@ def graded_at_once(sub: Submission, refs: dict[str, Reference], graded_dir: Path
     if exercise is None:
         problem = "; ".join(filter(None, [problem, f"not one of the exercises ({', '.join(sorted(refs))}): "
                                                    "not run, not scored (name it after its exercise)"]))
-        return {"student": sub.student, "exercise": "", "passed": 0, "total": 0, "seconds": 0.0, "error": problem}
+        return {"student": sub.student, "exercise": "", "passed": 0, "total": 0, "seconds": 0.0, "error": problem,
+                "checks": "[]"}
     if not problem:
         return None
     ref = refs[exercise]
@@ -569,7 +635,7 @@ def graded_at_once(sub: Submission, refs: dict[str, Reference], graded_dir: Path
         (graded_dir / sub.graded).parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, graded_dir / sub.graded)
     return {"student": sub.student, "exercise": exercise, "passed": 0, "total": len(ref.checks), "seconds": 0.0,
-            "error": problem}
+            "error": problem, "checks": _json(_not_run(len(ref.checks), problem.split(";")[0]))}
 
 
 # ---------------------------------------------------------------- the table
@@ -601,17 +667,23 @@ def _check_out(out: Path, force: bool) -> None:
         raise UsageError(f"--out {out} is a folder; give the CSV file to write, e.g. {out / 'grades.csv'}")
     if out.suffix.lower() != ".csv":
         raise UsageError(f"--out {out}: give a .csv file name (the report is written beside it as .md)")
+    paths = report_paths(out)
+    folders = {"graded": out.parent / "graded", "feedback": paths["feedback"]}
     if not force:
-        for path, first in ((out, "student,exercise,passed,total"), (out.with_suffix(".md"), "# Exercise grades")):
+        for path, first in ((out, "student,exercise,passed,total"), (paths["md"], "# Exercise grades"),
+                            (paths["html"], HTML_FIRST), (paths["students"], STUDENTS_FIRST)):
             if path.exists() and not _is_ours(path, first):
                 raise OutputExistsError(f"{path} exists and is not a grade table written by `grade`: "
                                         "give another --out, or add --force to replace it")
-        if (out.parent / "graded").exists() and not (out.parent / "graded").is_dir():
-            raise OutputExistsError(f"{out.parent / 'graded'} is a file (executed copies go there): "
-                                    "give another --out, or add --force to replace it")
-    elif (out.parent / "graded").is_file():
-        (out.parent / "graded").unlink()
-    for folder in (out.parent, out.parent / "graded"):
+        for what, folder in folders.items():
+            if folder.exists() and not folder.is_dir():
+                raise OutputExistsError(f"{folder} is a file ({'executed copies' if what == 'graded' else what} "
+                                        "go there): give another --out, or add --force to replace it")
+    else:
+        for folder in folders.values():
+            if folder.is_file():
+                folder.unlink()
+    for folder in (out.parent, *folders.values()):
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -674,19 +746,111 @@ def _earlier_rows(out: Path, subs: list[Submission], refs: dict[str, Reference],
     return kept, notes
 
 
+# ---------------------------------------------------------------- the reports
+
+MARK = {"passed": "✓", "failed": "✗", "not run": "·"}
+LEGEND = "✓ passed, ✗ failed, · not reached (the notebook stopped before it), blank: not handed in"
+HTML_FIRST = "<!DOCTYPE html><!-- slmlib grade: class report -->"
+STUDENTS_FIRST = "student,notebooks,passed,total,score"
+FEEDBACK_FIRST = "# Feedback on your exercises"
+
+
+def report_paths(out: Path) -> dict[str, Path]:
+    """What `grade` writes beside --out: the markdown and HTML reports, the per-task CSV, the feedback pages."""
+    return {"md": out.with_suffix(".md"), "html": out.with_suffix(".html"),
+            "students": out.with_name(f"{out.stem}_by_student.csv"), "feedback": out.parent / "feedback"}
+
+
+def checks_of(row: dict) -> list[list[str]]:
+    """A row's [status, why] per check; a row without them (hand-made, older) says so in each check."""
+    try:
+        checks = json.loads(row.get("checks") or "[]")
+    except ValueError:
+        checks = []
+    total = int(row["total"])
+    if len(checks) != total or not all(isinstance(c, list) and len(c) == 2 and c[0] in MARK for c in checks):
+        return _not_run(total, "no per-check record in this row")
+    return checks
+
+
+def _best(rows: list[dict]) -> dict[str, dict[str, dict]]:
+    """{student: {exercise: its best row}}: each exercise counts once per student (students in row order)."""
+    best = {}
+    for r in rows:
+        mine = best.setdefault(r["student"], {})
+        if int(r["total"]) and (r["exercise"] not in mine or int(r["passed"]) > int(mine[r["exercise"]]["passed"])):
+            mine[r["exercise"]] = r
+    return best
+
+
 def student_scores(rows: list[dict]) -> list[dict]:
     """Per student: each exercise counted once (its best notebook); notebooks that are not exercises count 0/0."""
     students = []
-    for name in dict.fromkeys(r["student"] for r in rows):
-        mine = [r for r in rows if r["student"] == name]
-        best = {}
-        for r in mine:
-            if int(r["total"]) and (r["exercise"] not in best or int(r["passed"]) > int(best[r["exercise"]]["passed"])):
-                best[r["exercise"]] = r
+    for name, best in _best(rows).items():
         passed, total = sum(int(r["passed"]) for r in best.values()), sum(int(r["total"]) for r in best.values())
-        students.append({"student": name, "notebooks": len(mine), "passed": passed, "total": total,
-                         "score": f"{100 * passed / total:.0f}%" if total else "-"})
+        students.append({"student": name, "notebooks": sum(r["student"] == name for r in rows), "passed": passed,
+                         "total": total, "score": f"{100 * passed / total:.0f}%" if total else "-"})
     return students
+
+
+def _tasks(rows: list[dict], refs: dict[str, Reference] | None) -> list[tuple[str, int, str]]:
+    """(exercise, check index, title) of every task: all the reference's, else those in the rows."""
+    if refs:
+        return [(name, k, ref.tasks[k] if k < len(ref.tasks) else f"Task {k + 1}")
+                for name, ref in sorted(refs.items()) for k in range(len(ref.checks))]
+    totals = {r["exercise"]: int(r["total"]) for r in rows if int(r["total"])}
+    return [(name, k, f"Task {k + 1}") for name, n in sorted(totals.items()) for k in range(n)]
+
+
+def _handed_in(rows: list[dict], refs: dict[str, Reference] | None) -> tuple[list, list[str]]:
+    """(the tasks of exercises someone handed in, the exercises nobody did): what the reports show."""
+    present = {r["exercise"] for r in rows if int(r["total"])}
+    tasks = _tasks(rows, refs)
+    return [t for t in tasks if t[0] in present], [e for e in dict.fromkeys(t[0] for t in tasks) if e not in present]
+
+
+def task_column(exercise: str, k: int) -> str:
+    return f"{exercise} task {k + 1}"
+
+
+def by_student(rows: list[dict], refs: dict[str, Reference] | None = None) -> list[dict]:
+    """One row per student: the scores, then each task's status ("" where the exercise was not handed in)."""
+    best = _best(rows)
+    table = []
+    for score in student_scores(rows):
+        mine = best[score["student"]]
+        table.append({**score, **{task_column(e, k): checks_of(mine[e])[k][0] if e in mine else ""
+                                  for e, k, _ in _tasks(rows, refs)}})
+    return table
+
+
+def task_summary(rows: list[dict], refs: dict[str, Reference] | None = None) -> list[dict]:
+    """Per task: how many students handed it in, how many passed, and the commonest failure (with its count)."""
+    best = _best(rows)
+    summary = []
+    for exercise, k, title in _tasks(rows, refs):
+        results = [checks_of(mine[exercise])[k] for mine in best.values() if exercise in mine]
+        failures = Counter(why or status for status, why in results if status != "passed")
+        why, count = failures.most_common(1)[0] if failures else ("", 0)
+        summary.append({"exercise": exercise, "task": title, "handed in": len(results),
+                        "passed": sum(status == "passed" for status, _ in results),
+                        "commonest failure": f"{why} ({count} of {len(results)})" if count else ""})
+    return summary
+
+
+def problem_lines(rows: list[dict]) -> list[str]:
+    """The rows' problems, identical ones once with their count (90 untouched notebooks make one line)."""
+    groups = {}
+    for r in rows:
+        if r["error"]:
+            groups.setdefault(r["error"], []).append(r["notebook"])
+    lines = []
+    for error, names in sorted(groups.items(), key=lambda item: -len(item[1])):
+        if len(names) == 1:
+            lines.append(f"{names[0]}: {error}")
+        else:
+            lines.append(f"{len(names)} notebooks: {error} ({', '.join(names[:5])}{' ...' if len(names) > 5 else ''})")
+    return lines
 
 
 def _duplicates(rows: list[dict]) -> list[str]:
@@ -695,41 +859,224 @@ def _duplicates(rows: list[dict]) -> list[str]:
         if int(r["total"]):
             key = (r["student"], r["exercise"])
             if key in seen:
-                notes.append(f"- {escape(r['student'])}: {escape(r['exercise'])} handed in more than once "
-                             f"({escape(seen[key])}, {escape(r['notebook'])}): counted once, the best")
+                notes.append(f"{r['student']}: {r['exercise']} handed in more than once "
+                             f"({seen[key]}, {r['notebook']}): counted once, the best")
             else:
                 seen[key] = r["notebook"]
     return notes
 
 
-def grade_report(rows: list[dict], run: Run, notes: list[str] = ()) -> str:
+def timing(rows: list[dict], batch: dict | None = None) -> str:
+    """The measured time per notebook (kernel start to its end), and this run's parallelism and clock time."""
+    ran = [r for r in rows if float(r["seconds"]) > 0]
+    if not ran:
+        return "No notebook ran in a kernel."
+    seconds = [float(r["seconds"]) for r in ran]
+    slowest = max(ran, key=lambda r: float(r["seconds"]))
+    text = (f"Time per notebook, measured: median {statistics.median(seconds):.1f} s, slowest "
+            f"{float(slowest['seconds']):.1f} s ({slowest['notebook']}); {len(ran)} notebook(s) ran in a kernel, "
+            f"{sum(seconds):.0f} s in all.")
+    if batch:
+        text += (f" This run graded {batch['jobs']} at a time on {batch['cores']} core(s) and has taken "
+                 f"{time.monotonic() - batch['started']:.0f} s on the clock so far.")
+    return text
+
+
+def _short(names: list[str]) -> dict[str, str]:
+    """ex01_tokens -> ex01, where the short names stay distinct."""
+    short = {n: n.split("_")[0] for n in names}
+    return short if len(set(short.values())) == len(short) else {n: n for n in names}
+
+
+def grade_report(rows: list[dict], run: Run, notes: list[str] = (), refs: dict[str, Reference] | None = None,
+                 batch: dict | None = None) -> str:
     from .tables import format_table
 
     def safe(row: dict) -> dict:
         return {k: escape(v) if isinstance(v, str) else v for k, v in row.items()}
 
-    students = student_scores(rows)
-    problems = [f"- {escape(r['notebook'])}: {escape(r['error'])}" for r in rows if r["error"]]
+    students = by_student(rows, refs)
+    tasks, nobody = _handed_in(rows, refs)
+    exercises = list(dict.fromkeys(e for e, _, _ in tasks))
+    short = _short(exercises)
+    for s in students:
+        for e in exercises:
+            s[short[e]] = "".join(MARK.get(s[task_column(e, k)], "") for ee, k, _ in tasks if ee == e)
+    summary = [{**t, "passed": f"{t['passed']} of {t['handed in']}"} for t in task_summary(rows, refs)
+               if t["handed in"]]
+    nobody = [f"Handed in by nobody: {', '.join(nobody)}.", ""] if nobody else []
+    problems = [f"- {escape(p)}" for p in problem_lines(rows) + _duplicates(rows) + list(notes)]
     return "\n".join([
         "# Exercise grades", "",
         f"{len(rows)} notebook(s) from {len(students)} student(s); {'smoke' if run.smoke else 'full'} mode, "
         f"at most {run.timeout} s per notebook, {'in a sandbox' if run.bwrap else 'not sandboxed'}. A task counts "
         "as passed when the reference exercise's `# CHECK` cell ran without an error. Each exercise counts once "
-        "per student.",
-        "", "## Per student", "", format_table([safe(s) for s in students], ["student", "notebooks", "passed",
-                                                                            "total", "score"]),
+        "per student.", "", timing(rows, batch), "",
+        "Also written: the HTML class report (`.html` beside this file), one row per student with a column per "
+        "task (`_by_student.csv`), and a feedback page per student (`feedback/`).",
+        "", "## Per student", "", f"One column per exercise, one mark per task: {LEGEND}.", "",
+        format_table([safe(s) for s in students], ["student", "notebooks", "passed", "total", "score",
+                                                   *(short[e] for e in exercises)]),
+        "", "## Per task", "", *nobody, format_table([safe(t) for t in summary], ["exercise", "task", "passed",
+                                                                                  "commonest failure"]),
         "", "## Per notebook", "", format_table([safe(r) for r in rows], REPORT_COLUMNS),
-        "", "## Problems", "", *(problems + _duplicates(rows) + [f"- {escape(n)}" for n in notes] or ["None."]), ""])
+        "", "## Problems", "", *(problems or ["None."]), ""])
 
 
-def _write_results(out: Path, rows: list[dict], run: Run, notes: list[str]) -> None:
+CSS = ("body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;"
+       "margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}"
+       "th{background:#f4f4f4}td.passed{background:#d7f0d7;text-align:center}td.failed{background:#f6d5d5;"
+       "text-align:center}td.notrun{background:#eee;color:#777;text-align:center}td.num{text-align:right}")
+
+
+def _cell(text, tag: str = "td", **attributes) -> str:
+    attrs = "".join(f' {k.rstrip("_")}="{html.escape(str(v))}"' for k, v in attributes.items() if v not in ("", None))
+    return f"<{tag}{attrs}>{html.escape(str(text))}</{tag}>"
+
+
+def html_report(rows: list[dict], run: Run, notes: list[str] = (), refs: dict[str, Reference] | None = None,
+                batch: dict | None = None, feedback: dict[str, str] | None = None) -> str:
+    """The class report as one HTML page: plain tables, a little inline CSS, every text escaped."""
+    tasks, nobody = _handed_in(rows, refs)
+    exercises = list(dict.fromkeys(e for e, _, _ in tasks))
+    counts = Counter(e for e, _, _ in tasks)
+    head1 = [_cell(c, "th", rowspan=2) for c in ("student", "score", "passed")] + [
+        _cell(e, "th", colspan=counts[e]) for e in exercises]
+    head2 = [_cell(k + 1, "th", title=title) for _, k, title in tasks]
+    body = []
+    best = _best(rows)
+    for s in by_student(rows, refs):
+        page = (feedback or {}).get(s["student"])
+        name = (f'<td><a href="{html.escape(page)}">{html.escape(s["student"])}</a></td>' if page
+                else _cell(s["student"]))
+        marks = []
+        for e, k, title in tasks:
+            status = s[task_column(e, k)]
+            why = checks_of(best[s["student"]][e])[k][1] if status and status != "passed" else ""
+            marks.append(_cell(MARK.get(status, ""), class_=status.replace(" ", ""), title=why or title))
+        body.append("<tr>" + name + _cell(s["score"], class_="num") + _cell(f"{s['passed']} of {s['total']}",
+                                                                           class_="num") + "".join(marks) + "</tr>")
+    summary = ["<tr>" + _cell(t["exercise"]) + _cell(t["task"]) + _cell(f"{t['passed']} of {t['handed in']}",
+                                                                       class_="num")
+               + _cell(t["commonest failure"]) + "</tr>" for t in task_summary(rows, refs) if t["handed in"]]
+    notebooks = ["<tr>" + "".join(_cell(r[c], class_="num" if c in ("passed", "total", "seconds") else "")
+                                  for c in REPORT_COLUMNS) + "</tr>" for r in rows]
+    problems = [f"<li>{html.escape(p)}</li>" for p in problem_lines(rows) + _duplicates(rows) + list(notes)]
+    students = len({r["student"] for r in rows})
+    return "\n".join([
+        HTML_FIRST, '<html lang="en"><head><meta charset="utf-8"><title>Exercise grades</title>',
+        f"<style>{CSS}</style></head><body>", "<h1>Exercise grades</h1>",
+        f"<p>{len(rows)} notebook(s) from {students} student(s); {'smoke' if run.smoke else 'full'} mode, at most "
+        f"{run.timeout} s per notebook, {'in a sandbox' if run.bwrap else 'not sandboxed'}. A task counts as passed "
+        "when the reference exercise's <code># CHECK</code> cell ran without an error; each exercise counts once "
+        f"per student. {html.escape(LEGEND)}; hover over a mark for the task or the hint.</p>",
+        f"<p>{html.escape(timing(rows, batch))}</p>",
+        "<h2>Per student</h2>", "<table><thead><tr>" + "".join(head1) + "</tr><tr>" + "".join(head2)
+        + "</tr></thead><tbody>", *body, "</tbody></table>",
+        "<h2>Per task</h2>", *([_cell(f"Handed in by nobody: {', '.join(nobody)}.", "p")] if nobody else []),
+        "<table><thead><tr>" + "".join(_cell(c, "th") for c in (
+            "exercise", "task", "passed", "commonest failure")) + "</tr></thead><tbody>", *summary, "</tbody></table>",
+        "<h2>Per notebook</h2>", "<table><thead><tr>" + "".join(_cell(c, "th") for c in REPORT_COLUMNS)
+        + "</tr></thead><tbody>", *notebooks, "</tbody></table>",
+        "<h2>Problems</h2>", "<ul>", *(problems or ["<li>None.</li>"]), "</ul>", "</body></html>", ""])
+
+
+def feedback_page(student: str, rows: list[dict], refs: dict[str, Reference] | None = None) -> str:
+    """What one student reads: per exercise, each task passed or not, with the hint its check gave."""
+    mine = [r for r in rows if r["student"] == student]
+    best = _best(mine).get(student, {})
+    score = student_scores(mine)[0]
+    tasks = _tasks(rows, refs)
+    lines = [f"{FEEDBACK_FIRST}: {printable(student)}", "",
+             f"{score['passed']} of {score['total']} checks passed ({score['score']}) in {len(best)} exercise(s). "
+             f"{LEGEND.split(', blank')[0]}.", ""]
+    for exercise in dict.fromkeys(e for e, _, _ in tasks):
+        if exercise not in best:
+            continue
+        row = best[exercise]
+        lines += [f"## {printable(exercise)}: {row['passed']} of {row['total']} ({printable(row['notebook'])})", ""]
+        for (status, why), (_, _, title) in zip(checks_of(row), [t for t in tasks if t[0] == exercise]):
+            lines.append(f"- {MARK[status]} {printable(title)}" + (f": {printable(why)}" if status != "passed" else ""))
+        if row["error"]:
+            lines += ["", f"About the notebook: {printable(row['error'])}"]
+        lines.append("")
+    missing = [e for e in dict.fromkeys(e for e, _, _ in tasks) if e not in best]
+    other = [r for r in mine if not int(r["total"])]
+    if missing:
+        lines += ["## Not handed in", "", ", ".join(map(escape, missing)), ""]
+    if other:
+        lines += ["## Not graded", ""] + [f"- {printable(r['notebook'])}: {printable(r['error'])}" for r in other] + [""]
+    return "\n".join(lines)
+
+
+def feedback_names(students: list[str]) -> dict[str, str]:
+    """{student: file name} for the feedback pages: safe characters, distinct even where two names clean alike."""
+    names, taken = {}, set()
+    for student in students:
+        base = re.sub(r"[^A-Za-z0-9._-]+", "_", student).strip("._") or "student"
+        name, n = f"{base}.md", 1
+        while name.lower() in taken:
+            n += 1
+            name = f"{base}-{n}.md"
+        taken.add(name.lower())
+        names[student] = name
+    return names
+
+
+def _text_file(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def _write_results(out: Path, rows: list[dict], run: Run, notes: list[str],
+                   refs: dict[str, Reference] | None = None, batch: dict | None = None) -> None:
+    paths = report_paths(out)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=GRADE_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write(out, lambda tmp: Path(tmp).write_text(buffer.getvalue(), encoding="utf-8"))
-    report = grade_report(rows, run, notes)
-    atomic_write(out.with_suffix(".md"), lambda tmp: Path(tmp).write_text(report, encoding="utf-8"))
+    _text_file(out, buffer.getvalue())
+    students = by_student(rows, refs)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(students[0]) if students else STUDENTS_FIRST.split(","),
+                            lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(students)
+    _text_file(paths["students"], buffer.getvalue())
+    names = feedback_names([s["student"] for s in students])
+    for student, name in names.items():
+        _text_file(paths["feedback"] / name, feedback_page(student, rows, refs))
+    for stale in paths["feedback"].glob("*.md") if paths["feedback"].is_dir() else ():
+        if stale.name not in names.values() and _is_ours(stale, FEEDBACK_FIRST):
+            stale.unlink(missing_ok=True)  # a student no longer handed in
+    links = {s: f"{paths['feedback'].name}/{n}" for s, n in names.items()}
+    _text_file(paths["html"], html_report(rows, run, notes, refs, batch, links))
+    _text_file(paths["md"], grade_report(rows, run, notes, refs, batch))
+
+
+def default_jobs(memory_mb: int = MEMORY_MB, smoke: bool = True) -> int:
+    """How many notebooks to grade at once here: one per two cores, and no more kernels than free memory holds.
+
+    Measured (issue 25): a class graded with --jobs 2 on 2 cores took 26 min 40 s, against 23 min 50 s with
+    one job. A notebook keeps one core busy (its kernel: one torch thread in smoke mode), and, we think, its
+    grading process (nbclient's loop, the memory watch) and each kernel's start (importing torch) take much of
+    another, so two at once on two cores only took turns and paid for the switching. Hence one per two cores.
+    Memory: each kernel may grow to memory_mb (the default cap when there is none), so no more jobs than the
+    free memory holds at that size. In full mode a kernel uses every core (OMP_NUM_THREADS): one at a time.
+    """
+    import psutil
+
+    if not smoke:
+        return 1
+    fits = psutil.virtual_memory().available // ((memory_mb or MEMORY_MB) * 2**20)
+    return max(1, min(cores() // 2, fits))
+
+
+def cores() -> int:
+    """The cores this process may use (a container's or taskset's share where the system says)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def _listing(items: list[str], limit: int = 10) -> str:
@@ -738,17 +1085,20 @@ def _listing(items: list[str], limit: int = 10) -> str:
 
 
 def grade_submissions(submissions: Path, out: Path = Path("grades.csv"), timeout: int = 600,
-                      smoke: bool = True, exercises_dir: Path = EXERCISES_DIR, jobs: int = 1,
+                      smoke: bool = True, exercises_dir: Path = EXERCISES_DIR, jobs: int | None = None,
                       memory_mb: int = MEMORY_MB, force: bool = False, sandbox: bool | None = None) -> list[dict]:
-    """Grade every submitted notebook, `jobs` at a time; -> the rows, in submission order.
+    """Grade every submitted notebook, `jobs` at a time (None: default_jobs()); -> the rows, in submission order.
 
-    Writes `out` (CSV) and a markdown report beside it (`grades.md`) after each notebook, and the
-    executed copies in `graded/` beside it. The submitted files are never run in place nor modified.
+    Writes `out` (CSV) and, beside it, a markdown report (`grades.md`), an HTML class report (`grades.html`),
+    one row per student with a column per task (`grades_by_student.csv`) and a page per student
+    (`feedback/NAME.md`), all after each notebook; and the executed copies in `graded/` beside it. The submitted files are never run in place nor modified.
     sandbox: None uses bubblewrap where it works; False never does (True: it must).
     """
     from .sandbox import probe
 
     out = Path(out)
+    chosen = jobs is None
+    jobs = default_jobs(memory_mb, smoke) if chosen else jobs
     if jobs < 1 or timeout < 1 or memory_mb < 0:
         raise UsageError(f"jobs and timeout must be >= 1 and memory_mb >= 0 (got {jobs}, {timeout}, {memory_mb})")
     _check_out(out, force)
@@ -758,10 +1108,13 @@ def grade_submissions(submissions: Path, out: Path = Path("grades.csv"), timeout
     bwrap, why_not = probe() if sandbox is not False else ("", "")
     if sandbox and not bwrap:
         raise UsageError(f"no sandbox: {why_not}")
-    hidden = (Path(submissions).resolve(), out.resolve(), out.with_suffix(".md").resolve(), graded_dir.resolve(),
-              SOLUTIONS_DIR.resolve())
+    hidden = (Path(submissions).resolve(), out.resolve(), *(p.resolve() for p in report_paths(out).values()),
+              graded_dir.resolve(), SOLUTIONS_DIR.resolve())
     run = Run(timeout, smoke, memory_mb, bwrap, hidden)
     print(f"found {len(subs)} notebook(s) from {len({s.student for s in subs})} student(s) in {submissions}")
+    print(f"grading {jobs} notebook(s) at a time" + (f" (the default for {cores()} core(s): one per two cores, "
+                                                     "as memory allows; --jobs to change)" if chosen else ""))
+    batch = {"jobs": jobs, "cores": cores(), "started": time.monotonic()}
     if bwrap:
         print("each notebook runs in a bubblewrap sandbox: no network, only its own copy writable")
     else:
@@ -782,7 +1135,7 @@ def grade_submissions(submissions: Path, out: Path = Path("grades.csv"), timeout
         if sub is not None:
             rows[sub.name] = row
         table = [rows[s.name] for s in subs if s.name in rows]
-        _write_results(out, table, run, notes)
+        _write_results(out, table, run, notes, refs, batch)
         return table
 
     record()
@@ -793,7 +1146,9 @@ def grade_submissions(submissions: Path, out: Path = Path("grades.csv"), timeout
               "run the same command again to grade the rest", file=sys.stderr)
         raise
     table = record()
-    print(f"graded {len(table)} notebook(s): {out}, {out.with_suffix('.md')}, executed copies in {graded_dir}/")
+    paths = report_paths(out)
+    print(f"graded {len(table)} notebook(s): {out}; reports {paths['md']}, {paths['html']}, {paths['students']}; "
+          f"a page per student in {paths['feedback']}/; executed copies in {graded_dir}/")
     if failed:
         raise GradingError(f"could not grade {len(failed)} notebook(s), not the students' doing "
                            f"(run the same command again to retry them): {'; '.join(failed[:3])}")
@@ -846,7 +1201,9 @@ def _grade_all(todo: list[Submission], refs: dict[str, Reference], jobs: int, re
         failed.append(f"{escape(sub.name)}: {why}")
         total = len(refs[exercise].checks) if exercise in refs else 0
         record(sub, _keyed({"student": sub.student, "exercise": exercise, "passed": 0, "total": total,
-                            "seconds": 0.0, "error": f"not graded: {why}"}, sub, refs, run, grader_failure=True))
+                            "seconds": 0.0, "error": f"not graded: {why}",
+                            "checks": _json(_not_run(total, f"not graded: {why}"))}, sub, refs, run,
+                           grader_failure=True))
 
     ctx = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="slm-grade-", ignore_cleanup_errors=True) as scratch:

@@ -5,7 +5,9 @@ test_exercises.py (test_grading_a_class), beside the exercise runs it shares the
 Most notebooks here hold no code, so they are graded without starting a kernel.
 """
 import csv
+import html
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -205,6 +207,10 @@ def test_forged_checks_score_nothing_and_honest_work_still_scores(tmp_path, caps
     assert "InteractiveShell.showtraceback" in rows["c_showtraceback.ipynb"]["error"]
     report = (tmp_path / "out" / "grades.md").read_text(encoding="utf-8")
     assert "| g_bonus | 2 | 0 | 3 | 0% |" in report and "| e_honest | 1 | 3 | 3 | 100% |" in report
+    assert json.loads(rows["e_honest.ipynb"]["checks"]) == [["passed", ""]] * 3
+    assert [s for s, _ in json.loads(rows["a_transformer.ipynb"]["checks"])] == ["failed"] * 3
+    bonus = (tmp_path / "out" / "feedback" / "g_bonus.md").read_text(encoding="utf-8")
+    assert "✗ Task 1: the mask: NotImplementedError: not done yet" in bonus, bonus
     if gr.Run(1, bwrap="x").bwrap and __import__("slmlib.sandbox").sandbox.probe()[0]:
         assert (ref / "ex02_causal_mask.ipynb").read_bytes() == before, "the reference is out of reach"
 
@@ -353,3 +359,113 @@ def test_each_escape_is_stopped_by_the_sandbox(tmp_path, monkeypatch):
     assert not [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "6123"]], \
         "every process the notebook started is gone"
     assert "its processes together used" in rows["hog.ipynb"]["error"], rows["hog.ipynb"]
+
+
+# ---------------------------------------------------------------- issue 25: a report an instructor uses
+
+def _row(student, exercise, checks, notebook=None, error="", seconds=5.0):
+    return {"student": student, "exercise": exercise, "passed": sum(s == "passed" for s, _ in checks),
+            "total": len(checks), "seconds": seconds, "error": error, "notebook": notebook or f"{student}.ipynb",
+            "checks": json.dumps(checks)}
+
+
+def test_the_report_has_a_row_per_student_a_column_per_task_feedback_pages_and_one_line_per_problem(tmp_path):
+    refs = gr.read_references()
+    stub = [["failed", "NotImplementedError"]] * 3
+    hint = "Hint: add one <|endoftext|> token per story"
+    rows = [_row(f"s{i:02}", "ex01_tokens", stub, error="first error in cell 4: NotImplementedError")
+            for i in range(30)]
+    rows += [_row("alice", "ex01_tokens", [["passed", ""], ["failed", hint], ["passed", ""]]),
+             _row("alice", "ex02_causal_mask", [["passed", ""], ["not run", "the notebook stopped before this check"
+                                                                 " (timed out)"], ["not run", "x"]],
+                  notebook="alice/ex02_causal_mask.ipynb", error="timed out: cell 7 still running after 8 s"),
+             _row("<script>alert(1)</script>", "ex01_tokens", [["passed", ""]] * 3, seconds=12.5)]
+    out = tmp_path / "grades.csv"
+    gr._write_results(out, rows, gr.Run(600), ["a note"], refs, {"jobs": 1, "cores": 2, "started": time.monotonic()})
+
+    with open(tmp_path / "grades_by_student.csv", newline="", encoding="utf-8") as f:
+        students = {r["student"]: r for r in csv.DictReader(f)}
+    assert len(students) == 32, "one row per student"
+    columns = [gr.task_column(name, k) for name, ref in sorted(refs.items()) for k in range(len(ref.checks))]
+    assert list(students["alice"])[5:] == columns, "a column per exercise x task, every exercise"
+    assert [students["alice"][c] for c in columns[:6]] == ["passed", "failed", "passed", "passed", "not run",
+                                                           "not run"]
+    assert students["alice"][gr.task_column("ex03_first_model", 0)] == "", "blank: not handed in"
+
+    report = (tmp_path / "grades.md").read_text(encoding="utf-8")
+    problems = report.split("## Problems")[1]
+    assert problems.count("NotImplementedError") == 1, "30 identical problems make one line"
+    assert "- 30 notebooks: first error in cell 4: NotImplementedError (s00.ipynb, s01.ipynb" in problems
+    assert "- alice/ex02_causal_mask.ipynb: timed out" in problems and "- a note" in problems
+    assert "| ex01_tokens | Task 2: how much text does level 1 train on? | 1 of 32 | NotImplementedError (30 of 32) |" \
+        in report, "the class summary per task: passed, and the commonest failure with its count"
+    assert "| alice | 2 | 3 | 6 | 50% | ✓✗✓ | ✓·· |" in report
+    assert "median 5.0 s, slowest 12.5 s (<script>alert(1)</script>.ipynb)" in report, "time per notebook"
+    assert "1 at a time on 2 core(s)" in report
+
+    page = (tmp_path / "grades.html").read_text(encoding="utf-8")
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page, "every text escaped"
+    assert page.startswith(gr.HTML_FIRST) and "<style>" in page and "<th colspan=\"3\">ex01_tokens</th>" in page
+    assert f'title="{html.escape(hint)}"' in page, "a failed mark carries the check's hint"
+    assert 'href="feedback/alice.md"' in page and "median 5.0 s" in page
+
+    feedback = {p.name: p.read_text(encoding="utf-8") for p in (tmp_path / "feedback").iterdir()}
+    assert len(feedback) == 32 and "script_alert_1_script.md" in feedback, "a page per student, safe file names"
+    alice = feedback["alice.md"]
+    assert "## ex01_tokens: 2 of 3" in alice and f"✗ Task 2: how much text does level 1 train on?: {hint}" in alice
+    assert "· Task 2: masked attention: the notebook stopped before this check (timed out)" in alice
+    assert "About the notebook: timed out" in alice and "## Not handed in" in alice and "ex03_first_model" in alice
+    assert "s00" not in alice, "a student's page holds only their own work"
+
+    gr._write_results(out, rows[30:], gr.Run(600), [], refs)
+    assert sorted(p.name for p in (tmp_path / "feedback").iterdir()) == ["alice.md", "script_alert_1_script.md"], \
+        "pages of students no longer handed in are removed"
+
+
+def test_each_check_is_passed_failed_with_its_hint_or_not_run_with_the_reason():
+    cells = [nbformat.v4.new_code_cell("# CHECK", metadata={gr.GRADER_KEY: {"check": k}}) for k in range(5)]
+    cells[1].outputs = [nbformat.v4.new_output("error", ename="AssertionError", evalue="Hint: \x1b[31mlook\x1b[0m "
+                                               "again\nsecond line", traceback=[])]
+    cells[2].outputs = [nbformat.v4.new_output("error", ename="NotImplementedError", evalue="", traceback=[])]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    got = gr.check_results(nb, {0: True, 1: False, 2: False, 3: False}, {3: "the notebook replaced x"}, 6,
+                           "timed out: cell 9 still running after 8 s")
+    assert got == [["passed", ""], ["failed", "Hint: look again"],
+                   ["failed", "NotImplementedError: not done yet (the task's `raise NotImplementedError()` is still "
+                              "there)"],
+                   ["failed", "the check did not run: the notebook replaced x"],
+                   ["not run", "the notebook stopped before this check (timed out: cell 9 still running after 8 s)"],
+                   ["not run", "the notebook stopped before this check (timed out: cell 9 still running after 8 s)"]]
+
+
+def test_jobs_default_to_one_per_two_cores_as_memory_allows(monkeypatch):
+    """Catches a default of one job per core: 2 jobs on 2 cores were measured slower than 1."""
+    import psutil
+
+    free = {"bytes": 64 * 2**30}
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: type("M", (), {"available": free["bytes"]})())
+    for n, jobs in ((1, 1), (2, 1), (3, 1), (4, 2), (16, 8)):
+        monkeypatch.setattr(gr, "cores", lambda n=n: n)
+        assert gr.default_jobs() == jobs, n
+    free["bytes"] = 10 * 2**30  # two 4 GB kernels fit, not eight
+    assert gr.default_jobs(4096) == 2 and gr.default_jobs(0) == 2 and gr.default_jobs(1024) == 8
+    assert gr.default_jobs(smoke=False) == 1, "in full mode a kernel uses every core"
+
+
+def test_the_command_writes_every_report_and_refuses_to_overwrite_a_foreign_one(tmp_path, capsys):
+    subs, out = tmp_path / "subs", tmp_path / "grades.csv"
+    _notebook(subs / "alice" / "ex01_tokens.ipynb", markdown=["empty"])  # graded at once: no kernel
+    _notebook(subs / "bob.ipynb", markdown=["empty"], exercise="ex02_causal_mask")
+    assert main(["grade", str(subs), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "at a time (the default for" in printed and "feedback" in printed
+    for name in ("grades.md", "grades.html", "grades_by_student.csv", "feedback/alice.md", "feedback/bob.md"):
+        assert (tmp_path / name).is_file(), name
+    bob = (tmp_path / "feedback" / "bob.md").read_text(encoding="utf-8")
+    assert "## ex02_causal_mask: 0 of 3" in bob and "· Task 1: the mask: empty notebook: no code cells to run" in bob
+    assert json.loads(_rows(out)["bob.ipynb"]["checks"])[0] == ["not run", "empty notebook: no code cells to run"]
+    assert main(["grade", str(subs), "--out", str(out)]) == 0, "its own reports are its to replace"
+    (tmp_path / "grades.html").write_text("<html>my page</html>\n", encoding="utf-8")
+    assert main(["grade", str(subs), "--out", str(out)]) == 2
+    assert "grades.html exists and is not a grade table" in capsys.readouterr().err
+    assert (tmp_path / "grades.html").read_text(encoding="utf-8") == "<html>my page</html>\n"
