@@ -8,18 +8,22 @@ A marker that is not exactly one of those lines (`## BEGIN SOLUTION`, a marker a
 code line) stops the build before anything is written: it would publish the answer.
 
 Every task is followed by a check cell whose first line is `# CHECK`; grading.py grades the
-students' notebooks against these.
+students' notebooks against these. The last section holds two helpers the check cells import: a run whose
+validation loss turned (the graded runs are 20 smoke steps, and those never turn) and a look at which
+library shortcuts a "by hand" function calls.
 """
 from __future__ import annotations
 
 import copy
 import re
+import types
 from pathlib import Path
 
 import nbformat
 
 from . import KERNEL_DISPLAY_NAME, KERNEL_NAME
 from .errors import CourseError, UsageError
+from .history import History
 from .paths import ROOT
 
 SOLUTIONS_DIR = ROOT / "solutions"
@@ -116,3 +120,52 @@ def build_exercises(check: bool = False, solutions_dir: Path = SOLUTIONS_DIR,
 
 def is_check_cell(cell) -> bool:
     return cell.cell_type == "code" and cell.source.lstrip().startswith(TASK_CHECK_MARK)
+
+
+# ---------------------------------------------------------------- helpers for the check cells
+
+def turned_history() -> History:
+    """A made-up finished run whose validation loss was lowest at step 50 of 100, then rose.
+
+    Grading runs the exercises in smoke mode, 20 steps, where the validation loss is always lowest at the last
+    step: there "the final gap" and "the gap at the best step" are the same number, and so are "the best
+    step" and "the last step". A check that calls the student's function on this run as well tells them apart.
+    """
+    history = History(status="completed")
+    for step, train_loss, val_loss in ((0, 7.6, 7.6), (25, 4.0, 4.1), (50, 3.0, 3.4), (75, 2.4, 3.7),
+                                       (100, 2.0, 3.9)):
+        history.record({"iter": step, "train_loss": train_loss, "val_loss": val_loss})
+    last = history.records[-1]
+    history.final = {"train_loss": last["train_loss"], "val_loss": last["val_loss"],
+                     "gap": round(last["val_loss"] - last["train_loss"], 4)}
+    return history
+
+
+def shortcuts_in(func, names) -> list[str]:
+    """Which of `names` a student's function uses: as a global it reads or an attribute it takes, in its own
+    code, its inner functions, lambdas and comprehensions, and the notebook's other functions it calls.
+
+    A "count it by hand" check compares the numbers with the library's *and* asks this, so that
+    `return model.num_params()` does not pass for a hand count. It reads the compiled code, so a comment or a
+    variable that happens to share a name does not count; a call hidden behind getattr and a string does
+    (the README's known limit: a determined student can fool a check that runs in their kernel).
+    """
+    wanted, found = set(names), set()
+    seen_code: set = set()
+    todo = [func]
+    while todo:
+        f = todo.pop()
+        f_globals = getattr(f, "__globals__", None)
+        stack = [getattr(f, "__code__", None)]
+        while stack:
+            code = stack.pop()
+            if not isinstance(code, types.CodeType) or code in seen_code:
+                continue
+            seen_code.add(code)
+            found |= wanted & set(code.co_names)
+            stack += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+            for name in code.co_names:  # another function of the same notebook: look inside it too
+                other = f_globals.get(name) if f_globals is not None else None
+                if isinstance(other, types.FunctionType) and other.__globals__ is f_globals:
+                    todo.append(other)
+    return sorted(found)

@@ -222,3 +222,27 @@ def test_a_mistyped_marker_stops_the_build_before_the_answer_is_published(tmp_pa
     message = str(e.value)
     assert "ex01_x.ipynb, cell 0" in message and "alone on its line" in message and "\n" not in message
     assert not (tmp_path / "exercises").exists(), "nothing written"
+
+
+# ---------------------------------------------------------------- helpers the check cells use
+
+def test_shortcuts_in_finds_a_library_call_in_the_code_not_in_the_text():
+    namespace = {}
+    exec("from slmlib.model import TinyGPT\n"
+         "def helper(cfg, V):\n    return TinyGPT.from_config(cfg, V).num_params()\n"
+         "def by_helper(cfg, V):\n    return helper(cfg, V)\n"
+         "def by_numel(model):\n    return sum(p.numel() for p in model.parameters())\n"
+         "def by_hand(cfg, V):\n    parameters = V * cfg.n_embd  # not num_params(), not TinyGPT\n    return parameters\n",
+         namespace)
+    names = ["TinyGPT", "num_params", "parameters", "numel"]
+    assert ex.shortcuts_in(namespace["by_helper"], names) == ["TinyGPT", "num_params"], "through the notebook's own helper"
+    assert ex.shortcuts_in(namespace["by_numel"], names) == ["numel", "parameters"], "inside a generator expression"
+    assert ex.shortcuts_in(namespace["by_hand"], names) == [], "a comment or a local variable is not a call"
+    assert ex.shortcuts_in(len, names) == [], "a builtin has no code to read"
+
+
+def test_turned_history_tells_the_final_gap_from_the_best_one():
+    h = ex.turned_history()
+    assert h.status == "completed" and h.best["iter"] < h.iters[-1] and h.overfit_by > 0
+    assert h.final["val_loss"] == h.val_loss[-1] and h.final["train_loss"] == h.train_loss[-1]
+    assert abs(h.gap - (h.best["val_loss"] - h.final["train_loss"])) > 0.1
