@@ -3,7 +3,10 @@
 Each wrong answer is a solution cell with a wrong implementation or number patched in. `probe_notebook(name)`
 is the solution notebook with a probe cell right after the check cell of a task: it tries that task's wrong
 answers, each in a copy of the notebook's variables at that point (it runs the patched solution cell, then the
-check cell's own source) and prints, after PROBE_MARK, how each ended. tests/conftest.py runs these notebooks,
+check cell's own source) and prints, after PROBE_MARK, how each ended. A wrong answer can also be tried on a
+later task (`then`: the later task's own solution and check run after the wrong cell, so a wrong earlier
+answer must not make a later task pass) or with names taken out first (`forget`: an earlier answer or an
+earlier check that never ran, which must give a hint, not a NameError). tests/conftest.py runs these notebooks,
 once each; test_exercises.py reads the solution's own checks from that run, test_exercise_answers.py the probes.
 """
 from __future__ import annotations
@@ -28,6 +31,13 @@ class Wrong:
     patches: tuple[tuple[str, str], ...]
     hint: str  # a piece of the failing check's message
     after: int | None = None  # probe after this task's check instead (the state a later moment has)
+    then: int | None = None  # then run this later task's solution and check it (not `task`'s check)
+    forget: tuple[str, ...] = ()  # names taken out of the copy of the variables before anything runs
+
+    @property
+    def probed_at(self) -> int:
+        """The task after whose check the probe cell sits."""
+        return self.after or self.then or self.task
 
 
 def _reuse(line: str, instead: str) -> tuple[str, str]:
@@ -70,27 +80,45 @@ WRONG: dict[str, list[Wrong]] = {
               (("return iters[val_losses.index(min(val_losses))]", "return val_losses.index(min(val_losses))"),),
               "return the step"),
         Wrong("rise measured from the first evaluation", 2,
-              (("rise = history.val_loss[-1] - min(history.val_loss)",
-                "rise = history.val_loss[-1] - history.val_loss[0]"),),
-              "rise = the last validation loss minus the lowest one"),
+              (("return val_losses[-1] - min(val_losses)", "return val_losses[-1] - val_losses[0]"),),
+              "the last one minus the lowest one"),
+        # Issue 25: at 20 smoke steps the best step is always the last, so this passed when the check compared
+        # best_step and rise with the run's own numbers only.
+        Wrong("a run that never turns: best = the last step, no rise", 2,
+              (("return iters[val_losses.index(min(val_losses))]", "return iters[-1]"),
+               ("return val_losses[-1] - min(val_losses)", "return 0.0")),
+              "return the step, not the last step"),
+        Wrong("no rise", 2, (("return val_losses[-1] - min(val_losses)", "return 0.0"),), "rose by 1.1"),
         Wrong("continuations written without the model", 3,
               (("samples = {p: generate_text(history.model, history.data.vocab, p, max_new_tokens=40, "
                 "temperature=0.8, seed=seed)\n           for p in my_prompts}",
                 'samples = {p: p + " there was a little girl who liked to play." for p in my_prompts}'),),
               "is not what your model writes"),
+        Wrong("Task 1 never made history", 3, (), "history comes from Task 1", forget=("history",)),
     ],
     "ex04_data_per_parameter": [
         Wrong("counts the output layer as a second V x C", 1,
               (("return V * C + T * C + L * per_block + 2 * C", "return 2 * V * C + T * C + L * per_block + 2 * C"),),
               "shares the token embedding's weights"),
+        Wrong("asks the model instead of counting", 1,
+              (("return V * C + T * C + L * per_block + 2 * C", "return TinyGPT.from_config(cfg, vocab_size).num_params()"),),
+              "count by hand"),
+        Wrong("sums the model's parameters instead of counting", 1,
+              (("return V * C + T * C + L * per_block + 2 * C",
+                "return sum(p.numel() for p in TinyGPT.from_config(cfg, vocab_size).parameters())"),),
+              "count by hand"),
         Wrong("stories needed from the total tokens, not tokens per story", 3,
               (("(tokens[name] / cfg.stories)", "tokens[name]"),), "20 x parameters / (tokens per story)"),
         Wrong("parameters per token", 2,
               (("tokens[name] / param_count(cfg, vocab_size)", "param_count(cfg, vocab_size) / tokens[name]"),),
               "ratios['ultra_tiny'] = tokens / parameters"),
+        # Issue 25: Task 4's check read Task 2's ratios, so inverted ratios made "fewest: large" pass.
+        Wrong("parameters per token, then the fewest of those", 2,
+              (("tokens[name] / param_count(cfg, vocab_size)", "param_count(cfg, vocab_size) / tokens[name]"),),
+              "not the fewest", then=4),
         Wrong("fewest tokens per parameter = fewest stories", 4,
               (("min(ratios, key=ratios.get)", "min(LEVELS, key=lambda name: LEVELS[name].stories)"),),
-              "compare ratios, not stories"),
+              "not the fewest"),
         Wrong("passes without the windows per step", 4,
               (("cfg.max_iters * cfg.batch_size * cfg.block_size / tokens[name]",
                 "cfg.max_iters * cfg.block_size / tokens[name]"),),
@@ -98,12 +126,23 @@ WRONG: dict[str, list[Wrong]] = {
     ],
     "ex05_memorisation": [
         Wrong("n-grams one word short", 1, (("range(len(words) - n + 1)", "range(len(words) - n)"),), "every slice"),
+        Wrong("the library's ngrams", 1,
+              (("def word_ngrams(", "from slmlib.metrics import ngrams\n\n\ndef word_ngrams("),
+               ("return [tuple(words[i: i + n]) for i in range(len(words) - n + 1)]", "return ngrams(words, n)")),
+              "write word_ngrams yourself"),
         Wrong("share of the training n-grams, not of the text's", 2,
               (("sum(g in training_ngrams for g in grams) / len(grams)",
                 "sum(g in training_ngrams for g in grams) / len(training_ngrams)"),),
               "every n-gram of a training story is in the set"),
+        Wrong("the share from memorization()", 2,
+              (("return sum(g in training_ngrams for g in grams) / len(grams) if grams else 0.0",
+                'return memorization(text, TrainingText(train_stories, n=n))[f"copied_{n}gram_share"]'),),
+              "without slmlib.metrics' memorization"),
         Wrong("longest span only from the first word", 3, (("    for i in range(len(words)):", "    for i in range(1):"),),
               "the longest span here is 20 words"),
+        Wrong("the span from memorization()", 3,
+              (("    words = words_of(text)\n    longest = 0", '    return memorization(text, training)["longest_copied_words"]\n    longest = 0'),),
+              "without slmlib.metrics' memorization"),
         Wrong("report without generating anything (0% copied, 0 words)", 4,
               (_reuse('history = train(level_config("ultra_tiny", smoke=smoke, seed=seed), out=OUT / "ultra_tiny.pt")\n', ""),
                ("    text = generate_text(model, vocab, prompt, max_new_tokens=80, seed=seed)", '    text = ""')),
@@ -126,9 +165,24 @@ WRONG: dict[str, list[Wrong]] = {
         Wrong("prediction written after the run", 1, (), "predict before you train", after=2),
         Wrong("gap as train minus val", 2,
               (_reuse('history = train(target, out=OUT / "predicted_run.pt")\n', ""),
-               ('measured_gap = history.final["val_loss"] - history.final["train_loss"]',
-                'measured_gap = history.final["train_loss"] - history.final["val_loss"]')),
-              "measured_gap = val loss - train loss"),
+               ('return history.final["val_loss"] - history.final["train_loss"]',
+                'return history.final["train_loss"] - history.final["val_loss"]')),
+              "final_gap = val loss - train loss"),
+        # Issue 25: at 20 smoke steps the best validation loss is the last one, so this passed.
+        Wrong("gap at the best step", 2,
+              (_reuse('history = train(target, out=OUT / "predicted_run.pt")\n', ""),
+               ('return history.final["val_loss"] - history.final["train_loss"]',
+                'return history.best["val_loss"] - history.final["train_loss"]')),
+              "not at the best step"),
+        Wrong("gap as train minus val, then Task 3 on it", 2,
+              (_reuse('history = train(target, out=OUT / "predicted_run.pt")\n', ""),
+               ('return history.final["val_loss"] - history.final["train_loss"]',
+                'return history.final["train_loss"] - history.final["val_loss"]')),
+              "Task 2's measured_gap is not this run's final gap", then=3),
+        # Issue 25: this was `NameError: prediction_at_task_1`.
+        Wrong("Task 1's check never passed", 3, (), "no prediction on record", forget=("prediction_at_task_1",)),
+        Wrong("Task 1 never written", 3, (), "interpolated comes from Task 1",
+              forget=("interpolated", "predicted_gap", "prediction_at_task_1")),
         Wrong("prediction bent to the result", 3, (("effect = references", "predicted_gap = measured_gap\neffect = references"),),
               "predicted_gap changed after Task 1"),
         Wrong("a fixed 0.1-nat tolerance", 3, (("tolerance = abs(effect) / 4", "tolerance = 0.1"),), "a quarter of what"),
@@ -143,6 +197,10 @@ WRONG: dict[str, list[Wrong]] = {
                ('"train_loss": final["train_loss"],\n                 "val_loss": final["val_loss"]',
                 '"train_loss": final["val_loss"],\n                 "val_loss": final["train_loss"]')),
               "train_loss and val_loss are the final ones"),
+        Wrong("gap as train minus val, then the plot of those rows", 1,
+              (_reuse('    history = train(cfg, out=OUT / f"{name}.pt")', '    history = load_model(OUT / f"{name}.pt")[1]["history"]'),
+               ('"gap": final["val_loss"] - final["train_loss"]', '"gap": final["train_loss"] - final["val_loss"]')),
+              "y = the gap of each level", then=3),
         Wrong("only the architecture changes", 2,
               (("configs = [cfg.to_dict() for cfg in LEVELS.values()]",
                 'configs = [{k: cfg.to_dict()[k] for k in ("name", "n_layer", "n_head", "n_embd")} '
@@ -180,19 +238,29 @@ WRONG: dict[str, list[Wrong]] = {
               (_reuse('runs = {tag: train(cfg, out=OUT / f"{tag}.pt")', "runs = {tag: runs[tag]"),
                ('of(runs["changed"]) - of(runs["baseline"])', 'of(runs["baseline"]) - of(runs["changed"])')),
               "effect['gap'] = changed minus baseline"),
+        Wrong("effect as baseline minus changed, then Task 3 on it", 2,
+              (_reuse('runs = {tag: train(cfg, out=OUT / f"{tag}.pt")', "runs = {tag: runs[tag]"),
+               ('of(runs["changed"]) - of(runs["baseline"])', 'of(runs["baseline"]) - of(runs["changed"])')),
+              "fix Task 2 first", then=3),
         Wrong("direction ignores the noise", 3,
               (('    if abs(effect) <= noise:\n        return "about the same"\n', ""),), "no larger than the noise"),
         Wrong("prediction bent to the result", 3,
               (("right = sum(", "prediction = dict(measured)\nright = sum("),), "prediction changed after Task 1"),
+        Wrong("Task 1's check never passed", 3, (), "no prediction on record", forget=("prediction_at_task_1",)),
     ],
 }
 
 PROBE = '''import json as _json
 _probe = {}
-for _what, (_cell, _check) in _json.loads(%r).items():
-    _namespace = dict(globals())
+for _what, (_forget, _cells, _check) in _json.loads(%r).items():
+    _namespace = {k: v for k, v in globals().items() if k not in _forget}
     try:
-        exec(compile(_cell, "<wrong answer>", "exec"), _namespace)
+        for _cell in _cells:
+            try:
+                exec(compile(_cell, "<wrong answer>", "exec"), _namespace)
+            except Exception:
+                if not _forget:  # a missing earlier answer breaks the student's own cell too; the check still runs
+                    raise
         exec(compile(_check, "<check>", "exec"), _namespace)
     except Exception as _e:
         _probe[_what] = [type(_e).__name__, str(_e)]
@@ -214,12 +282,18 @@ def probe_notebook(name: str) -> nbformat.NotebookNode:
     checks = [i for i, c in enumerate(nb.cells) if ex.is_check_cell(c)]
     probes = {}
     for wrong in WRONG[name]:
-        solution, check = nb.cells[checks[wrong.task - 1] - 1], nb.cells[checks[wrong.task - 1]]
+        solution = nb.cells[checks[wrong.task - 1] - 1]
         assert ex.BEGIN in solution.source, f"{name}: the cell before check {wrong.task} holds no solution"
-        probes.setdefault(wrong.after or wrong.task, {})[wrong.what] = [_patched(solution.source, wrong), check.source]
+        cells = [_patched(solution.source, wrong)]
+        if wrong.then:
+            assert wrong.then > wrong.task, f"{wrong.what}: `then` names a later task"
+            cells.append(nb.cells[checks[wrong.then - 1] - 1].source)
+        check = nb.cells[checks[(wrong.then or wrong.task) - 1]]
+        probes.setdefault(wrong.probed_at, {})[wrong.what] = [list(wrong.forget), cells,
+                                                                                      check.source]
     for task in sorted(probes, reverse=True):  # from the end, so the indices stay valid
         check = nb.cells[checks[task - 1]]
-        cases = {CONTROL: ["", check.source], **probes[task]}
+        cases = {CONTROL: [[], [], check.source], **probes[task]}
         cell = nbformat.v4.new_code_cell(PROBE % (json.dumps(cases), PROBE_MARK))
         cell.metadata["probe_task"] = task
         nb.cells.insert(checks[task - 1] + 1, cell)

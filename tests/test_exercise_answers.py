@@ -54,7 +54,7 @@ def test_wrong_answers_fail_their_checks(probed, name):
     for task, cases in results.items():
         assert cases[CONTROL] == ["passed", ""], f"task {task}: the check fails on the solution's own variables: {cases[CONTROL]}"
     for wrong in WRONG[name]:
-        kind, message = results[wrong.after or wrong.task][wrong.what]
+        kind, message = results[wrong.probed_at][wrong.what]
         assert kind != "passed", f"task {wrong.task}: the check passes a wrong answer ({wrong.what})"
         assert (kind, message.startswith("Hint:")) == ("AssertionError", True) and wrong.hint in message, \
             f"task {wrong.task}, {wrong.what}: expected the hint {wrong.hint!r}, got {kind}: {message}"
