@@ -143,7 +143,8 @@ def turned_history() -> History:
 
 def shortcuts_in(func, names) -> list[str]:
     """Which of `names` a student's function uses: as a global it reads or an attribute it takes, in its own
-    code, its inner functions, lambdas and comprehensions, and the notebook's other functions it calls.
+    code, its inner functions, lambdas and comprehensions, and the notebook's other functions it calls (a
+    function the notebook defined itself is the student's work, whatever its name: it is read, not counted).
 
     A "count it by hand" check compares the numbers with the library's *and* asks this, so that
     `return model.num_params()` does not pass for a hand count. It reads the compiled code, so a comment or a
@@ -162,10 +163,11 @@ def shortcuts_in(func, names) -> list[str]:
             if not isinstance(code, types.CodeType) or code in seen_code:
                 continue
             seen_code.add(code)
-            found |= wanted & set(code.co_names)
             stack += [c for c in code.co_consts if isinstance(c, types.CodeType)]
-            for name in code.co_names:  # another function of the same notebook: look inside it too
+            for name in code.co_names:
                 other = f_globals.get(name) if f_globals is not None else None
                 if isinstance(other, types.FunctionType) and other.__globals__ is f_globals:
-                    todo.append(other)
+                    todo.append(other)  # the notebook's own function (even one named like the shortcut): look inside
+                elif name in wanted:
+                    found.add(name)
     return sorted(found)

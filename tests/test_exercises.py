@@ -239,6 +239,8 @@ def test_shortcuts_in_finds_a_library_call_in_the_code_not_in_the_text():
     assert ex.shortcuts_in(namespace["by_numel"], names) == ["numel", "parameters"], "inside a generator expression"
     assert ex.shortcuts_in(namespace["by_hand"], names) == [], "a comment or a local variable is not a call"
     assert ex.shortcuts_in(len, names) == [], "a builtin has no code to read"
+    exec("def numel(t):\n    return 3\ndef own(t):\n    return numel(t)\n", namespace)
+    assert ex.shortcuts_in(namespace["own"], names) == [], "the notebook's own function of that name is its own work"
 
 
 def test_turned_history_tells_the_final_gap_from_the_best_one():
