@@ -18,12 +18,12 @@ from pathlib import Path
 import torch
 from filelock import FileLock, Timeout
 
-from . import __version__
+from . import __version__, paths
 from .config import LEVELS, ConfigError, LevelConfig, get_level
 from .errors import CourseError, as_sentence, first_sentences, is_whole_number
 from .history import History
 from .model import TinyGPT
-from .paths import MODELS_DIR, atomic_write
+from .paths import atomic_write
 from .tokenizer import Vocab
 
 FORMAT_VERSION = 1
@@ -35,12 +35,12 @@ class CheckpointError(CourseError, RuntimeError):
     """A checkpoint that cannot be used; the message says why and what to do."""
 
 
-def default_path(config: LevelConfig, models_dir: Path | str = MODELS_DIR) -> Path:
-    """The level's own model file: the one lessons 08-09, `test` and `generate` use."""
-    return Path(models_dir) / f"model_{config.name}_{config.stories}_stories.pt"
+def default_path(config: LevelConfig, models_dir: Path | str | None = None) -> Path:
+    """The level's own model file: the one lessons 08-09, `test` and `generate` use (default: in models/)."""
+    return paths.models_dir(models_dir) / f"model_{config.name}_{config.stories}_stories.pt"
 
 
-def model_path(config: LevelConfig, models_dir: Path | str = MODELS_DIR) -> Path:
+def model_path(config: LevelConfig, models_dir: Path | str | None = None) -> Path:
     """Where a run is saved: the level's own file for its default settings, else an experiment.
 
     An experiment's name says what changed, e.g.
@@ -52,7 +52,7 @@ def model_path(config: LevelConfig, models_dir: Path | str = MODELS_DIR) -> Path
         return default_path(config, models_dir)
     slug = "_".join(f"{k}={v}" for k, v in sorted(changed.items()))
     slug = re.sub(r"[^A-Za-z0-9_.=-]+", "-", slug)[:120]
-    return Path(models_dir) / EXPERIMENTS_DIR / f"model_{config.name}_{config.stories}_stories__{slug}.pt"
+    return paths.models_dir(models_dir) / EXPERIMENTS_DIR / f"model_{config.name}_{config.stories}_stories__{slug}.pt"
 
 
 def level_owning(path: Path | str) -> LevelConfig | None:
@@ -380,13 +380,13 @@ def _reconciled(models_dir: Path, stored: dict, skip: str = "") -> dict:
     return index
 
 
-def read_index(models_dir: Path | str = MODELS_DIR) -> dict:
+def read_index(models_dir: Path | str | None = None) -> dict:
     """{"models": {name: entry}, "unreadable": {name: {reason}}} for the checkpoints now in the folder.
 
     Names are relative to models_dir (experiments: "experiments/model_....pt"). A missing, stale or
     damaged model_index.json is repaired from the files; a read-only folder is reconciled in memory.
     """
-    models_dir = Path(models_dir)
+    models_dir = paths.models_dir(models_dir)
     if not models_dir.is_dir():
         return {"models": {}, "unreadable": {}}
     with _index_locked(models_dir) as writable:

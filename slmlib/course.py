@@ -11,17 +11,23 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import KERNEL_NAME
-from .paths import MODELS_DIR, OUTPUTS_DIR, ROOT, atomic_write
-
-NOTEBOOKS_DIR = ROOT / "notebooks"
+from . import KERNEL_NAME, paths
+from .paths import MODELS_DIR, OUTPUTS_DIR, atomic_write
 
 
-def lesson_paths(folder: Path = NOTEBOOKS_DIR, only: Sequence[str] | None = None) -> list[Path]:
-    paths = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+def notebooks_dir() -> Path:
+    """The lessons: notebooks/ in the project folder (paths.root(), read now)."""
+    return paths.root() / "notebooks"
+
+
+NOTEBOOKS_DIR = notebooks_dir()  # as it was at import: tests name a lesson's file by it
+
+
+def lesson_paths(folder: Path | None = None, only: Sequence[str] | None = None) -> list[Path]:
+    lessons = sorted((Path(folder) if folder is not None else notebooks_dir()).glob("[0-9][0-9]_*.ipynb"))
     if only:
-        paths = [p for p in paths if any(o in p.name for o in only)]
-    return paths
+        lessons = [p for p in lessons if any(o in p.name for o in only)]
+    return lessons
 
 
 def kernel_name() -> str:
@@ -127,13 +133,13 @@ def kernel_folders(outputs: Path, models: Path) -> Iterator[None]:
 def _fingerprint(path: Path, parameters: dict) -> str:
     """What a lesson's result depends on: its source, the library's code, its parameters."""
     h = hashlib.sha256(path.read_bytes())
-    for source in sorted((ROOT / "slmlib").glob("*.py")):
+    for source in sorted((paths.root() / "slmlib").glob("*.py")):
         h.update(source.read_bytes())
     h.update(json.dumps(parameters, sort_keys=True).encode())
     return h.hexdigest()
 
 
-def _models_still_there(path: Path, smoke: bool, models_dir: Path = MODELS_DIR) -> bool:
+def _models_still_there(path: Path, smoke: bool, models_dir: Path) -> bool:
     """A lesson that trains a level is only skipped while the model it saved is still there."""
     from .checkpoint import model_path
     from .config import LEVELS
@@ -169,7 +175,7 @@ def run_course(smoke: bool = False, only: Sequence[str] | None = None,
 
     lessons = lesson_paths(only=only)
     if not lessons:
-        print(f"no lesson notebooks found in {NOTEBOOKS_DIR}" + (f" matching {only}" if only else ""))
+        print(f"no lesson notebooks found in {notebooks_dir()}" + (f" matching {only}" if only else ""))
         return False
     outputs_dir, models_dir = run_folders(smoke)
     out_dir = Path(out_dir) if out_dir is not None else outputs_dir / "executed"
@@ -215,15 +221,14 @@ def run_course(smoke: bool = False, only: Sequence[str] | None = None,
     return all(r["status"] == "ok" for r in rows) and len(rows) == len(lessons)
 
 
-def report_lesson_check(out_dir: Path = OUTPUTS_DIR) -> list[dict]:
-    """Print and save whether the lessons' promises held in the run that just finished."""
+def report_lesson_check(out_dir: Path | None = None) -> list[dict]:
+    """Print whether the lessons' promises held in the run that just finished; save it in out_dir (outputs/)."""
     from .lesson_check import check_lesson, format_checks
-    from .paths import atomic_write
 
     checks = check_lesson()
     report = format_checks(checks)
     print("\nDoes the lesson hold on this machine? (from the models this run trained)\n" + report)
-    atomic_write(Path(out_dir) / "lesson_check.md",
+    atomic_write(paths.outputs_dir(out_dir) / "lesson_check.md",
                  lambda tmp: Path(tmp).write_text("# Does the lesson hold?\n\n" + report + "\n"))
     return checks
 

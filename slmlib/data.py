@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from . import corpus
+from . import corpus, paths
 from .errors import CourseError, UsageError, is_real_number, is_whole_number
-from .paths import DATA_DIR, OUTPUTS_DIR, atomic_write
+from .paths import atomic_write
 from .prepared import is_prepared, load_prepared
 from .tables import format_table
 from .tokenizer import EOT_ID, EOT_TEXT, Vocab, gpt2
@@ -30,6 +30,8 @@ from .tokenizer import EOT_ID, EOT_TEXT, Vocab, gpt2
 SPLIT_SEEDS = {"train": 1, "val": 2, "test": 3}
 SPLIT_SIZES = {"train": 10_000, "val": 1_000, "test": 1_000}
 STATS_FILE = "stats.json"
+# Where the token cache goes (outputs/.cache/ under it); None: paths.outputs_dir(), read when the cache is.
+OUTPUTS_DIR: Path | None = None
 REBUILD_HINT = "Regenerate the course data with `python -m slmlib data build` (or `git checkout -- data/`)."
 
 TINYSTORIES_URL = "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main/"
@@ -44,19 +46,19 @@ class DownloadError(CourseError, RuntimeError):
     """TinyStories could not be downloaded (usually: no internet)."""
 
 
-def split_path(split: str, data_dir: Path | str = DATA_DIR) -> Path:
+def split_path(split: str, data_dir: Path | str | None = None) -> Path:
     if split not in SPLIT_SEEDS:
         raise UsageError(f"unknown split {split!r}; valid splits: {', '.join(SPLIT_SEEDS)}")
-    return Path(data_dir) / f"stories_{split}.txt"
+    return paths.data_dir(data_dir) / f"stories_{split}.txt"
 
 
 HANDWRITTEN_FILE = "handwritten_stories.txt"
 
 
-def handwritten_path(data_dir: Path | str = DATA_DIR) -> Path:
+def handwritten_path(data_dir: Path | str | None = None) -> Path:
     """Children's stories written by hand, not by the generator: for evaluation only (never
     trained on, never in the vocabulary). Committed as written; `data build` does not touch it."""
-    return Path(data_dir) / HANDWRITTEN_FILE
+    return paths.data_dir(data_dir) / HANDWRITTEN_FILE
 
 
 # ---------------------------------------------------------------- reading and writing files
@@ -173,11 +175,11 @@ def handwritten_stats(vocab: Vocab, course_texts: Sequence[str], path: Path | No
         "sha256": file_sha256(path, "hand-written story file")}
 
 
-def build_splits(data_dir: Path | str = DATA_DIR, progress: bool = True) -> dict:
+def build_splits(data_dir: Path | str | None = None, progress: bool = True) -> dict:
     """Regenerate the committed splits and data/stats.json (byte-identical every time)."""
     from .config import LEVELS  # here, not at the top: config does not depend on data
 
-    data_dir = Path(data_dir)
+    data_dir = paths.data_dir(data_dir)
     stats: dict = {"generator_seeds": SPLIT_SEEDS, "splits": {}, "levels": {}}
     all_texts: list[str] = []
     for split, n in SPLIT_SIZES.items():
@@ -284,9 +286,9 @@ probability of a story a person wrote. sha256 `{hw['sha256']}`.
 """
 
 
-def load_stats(data_dir: Path | str = DATA_DIR) -> dict:
+def load_stats(data_dir: Path | str | None = None) -> dict:
     """data/stats.json, checked: every number the course reads from it has the right type and range."""
-    path = Path(data_dir) / STATS_FILE
+    path = paths.data_dir(data_dir) / STATS_FILE
     try:
         stats = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -359,7 +361,7 @@ def file_sha256(path: Path, what: str = "story file") -> str:
     return _HASHES[key]
 
 
-def verify_split(path: Path, split: str, data_dir: Path | str = DATA_DIR) -> str:
+def verify_split(path: Path, split: str, data_dir: Path | str | None = None) -> str:
     """The split file's sha256, if it is the one data/stats.json records; else a DataFileError saying how."""
     path = Path(path)
     digest = file_sha256(path, f"the {split} split")
@@ -396,7 +398,7 @@ def _course_split_stream(split: str, data_dir: str) -> torch.Tensor:
     """
     path = split_path(split, data_dir)
     digest = verify_split(path, split, data_dir)
-    cache = OUTPUTS_DIR / ".cache" / f"{path.stem}-{digest[:16]}.pt"
+    cache = paths.outputs_dir(OUTPUTS_DIR) / ".cache" / f"{path.stem}-{digest[:16]}.pt"
     stream = _read_token_cache(cache, split, digest)
     if stream is None:  # missing, damaged or someone else's: it is only a cache
         stream = gpt2_stream(_course_split_texts(split, data_dir))
@@ -472,13 +474,13 @@ class LevelData:
                 "floor": dict(self.floor)}
 
 
-def load_data(config, data_dir: Path | str = DATA_DIR) -> LevelData:
+def load_data(config, data_dir: Path | str | None = None) -> LevelData:
     """The data for one level: its first `config.stories` train stories, val and test."""
     if config.corpus != "stories" and is_prepared(config.corpus):  # tokenized once, read from disk
         return load_prepared(config.corpus, config.stories, full_vocab=config.full_vocab)
     if config.corpus != "stories":
         return load_tinystories(config.corpus, config.stories, full_vocab=config.full_vocab)
-    data_dir = str(Path(data_dir).resolve())
+    data_dir = str(paths.data_dir(data_dir).resolve())
     for split in SPLIT_SEEDS:  # every split, before any work: a damaged one is named with the fix
         verify_split(split_path(split, data_dir), split, data_dir)
     train = list(_course_split_texts("train", data_dir))
@@ -521,19 +523,20 @@ def load_tinystories(folder: Path | str, n_train: int, n_val: int = 1000, n_test
     return LevelData(vocab, train, val, test, source=f"TinyStories ({folder})")
 
 
-def download_tinystories(dest: Path | str = DATA_DIR / "tinystories", which: Sequence[str] = ("valid",),
+def download_tinystories(dest: Path | str | None = None, which: Sequence[str] = ("valid",),
                          base_url: str = TINYSTORIES_URL, timeout: float = 30) -> list[Path]:
-    """Download TinyStoriesV2 files (valid: 22 MB, train: 2.2 GB). Needs the internet."""
-    dest = Path(dest)
+    """Download TinyStoriesV2 files (valid: 22 MB, train: 2.2 GB) into dest (default data/tinystories/).
+    Needs the internet."""
+    dest = Path(dest) if dest is not None else paths.data_dir() / "tinystories"
     dest.mkdir(parents=True, exist_ok=True)
-    paths = []
+    files = []
     for key in which:
         if key not in TINYSTORIES_FILES:
             raise UsageError(f"unknown TinyStories file {key!r}; choose from {', '.join(TINYSTORIES_FILES)}")
         name = TINYSTORIES_FILES[key]
         target, url = dest / name, base_url + name
         if target.is_file() and target.stat().st_size > 0:
-            paths.append(target)
+            files.append(target)
             continue
         tmp = target.with_suffix(".part")
         try:
@@ -548,8 +551,8 @@ def download_tinystories(dest: Path | str = DATA_DIR / "tinystories", which: Seq
                 f"download {name} on a connected machine and copy it to {target}."
             ) from None
         os.replace(tmp, target)
-        paths.append(target)
-    return paths
+        files.append(target)
+    return files
 
 
 # ---------------------------------------------------------------- batches

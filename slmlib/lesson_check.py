@@ -10,12 +10,12 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
+from . import paths
 from .checkpoint import default_path, load_model
 from .config import LEVELS
 from .data import load_data
 from .history import History
 from .metrics import recital
-from .paths import MODELS_DIR, OUTPUTS_DIR
 from .tables import format_table
 
 BEST_BY = 0.6  # the best validation step comes at most 60% of the way through the run ...
@@ -187,8 +187,11 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-def check_lesson(models_dir: Path | str = MODELS_DIR, outputs_dir: Path | str = OUTPUTS_DIR) -> list[dict]:
-    """Every check, from the levels' saved models and the lessons' result files; a missing one fails."""
+def check_lesson(models_dir: Path | str | None = None, outputs_dir: Path | str | None = None) -> list[dict]:
+    """Every check, from the levels' saved models and the lessons' result files; a missing one fails.
+
+    The folders default to models/ and outputs/ (paths.models_dir() and paths.outputs_dir(), read now)."""
+    models_dir = paths.models_dir(models_dir)
     histories, recitals, train_floors, checks, floor = {}, {}, {}, [], None
     for name, cfg in LEVELS.items():
         path = default_path(cfg, models_dir)
@@ -205,7 +208,7 @@ def check_lesson(models_dir: Path | str = MODELS_DIR, outputs_dir: Path | str = 
             recitals[name] = level_recital(name, model, info["vocab"], data)
     if floor is None:
         return checks
-    outputs_dir = Path(outputs_dir)
+    outputs_dir = paths.outputs_dir(outputs_dir)
     return (checks + overfitting_checks(histories, floor, recitals, train_floors)
             + remedy_checks(_read_json(outputs_dir / "remedies.json"))
             + step_limited_checks(histories) + ladder_checks(histories, floor)

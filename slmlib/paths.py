@@ -1,14 +1,49 @@
-"""Where the course keeps its files. Everything is relative to the project folder."""
+"""Where the course keeps its files. Everything is relative to the project folder.
+
+The folders are read from the environment each time they are asked for, so setting
+SLM_MODELS_DIR, SLM_OUTPUTS_DIR or SLM_COURSE_ROOT after slmlib is imported still takes effect
+(tests and lessons point them at temporary folders). Functions take `models_dir=None` and the
+like and call these at run time: a default argument `= MODELS_DIR` would freeze the folder at import.
+"""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-# SLM_COURSE_ROOT lets tests (and users with an unusual layout) point elsewhere.
-ROOT = Path(os.environ.get("SLM_COURSE_ROOT", Path(__file__).resolve().parents[1]))
-DATA_DIR = ROOT / "data"
-MODELS_DIR = Path(os.environ.get("SLM_MODELS_DIR", ROOT / "models"))
-OUTPUTS_DIR = Path(os.environ.get("SLM_OUTPUTS_DIR", ROOT / "outputs"))
+PROJECT = Path(__file__).resolve().parents[1]  # the folder that holds slmlib/
+
+
+def root(given: Path | str | None = None) -> Path:
+    """`given` as a Path, or (None) the project folder: SLM_COURSE_ROOT (tests, an unusual layout), else
+    the folder that holds slmlib/. The other three work the same way, so a caller writes
+    `models_dir = paths.models_dir(models_dir)` for an argument that defaults to None."""
+    return Path(given) if given is not None else Path(os.environ.get("SLM_COURSE_ROOT", PROJECT))
+
+
+def data_dir(given: Path | str | None = None) -> Path:
+    """The course's stories, their statistics and the tokenizer's file: data/ in the project."""
+    return Path(given) if given is not None else root() / "data"
+
+
+def models_dir(given: Path | str | None = None) -> Path:
+    """Trained models: SLM_MODELS_DIR, else models/ in the project."""
+    return Path(given) if given is not None else Path(os.environ.get("SLM_MODELS_DIR", root() / "models"))
+
+
+def outputs_dir(given: Path | str | None = None) -> Path:
+    """Results, plots and caches: SLM_OUTPUTS_DIR, else outputs/ in the project."""
+    return Path(given) if given is not None else Path(os.environ.get("SLM_OUTPUTS_DIR", root() / "outputs"))
+
+
+_FOLDERS = {"ROOT": root, "DATA_DIR": data_dir, "MODELS_DIR": models_dir, "OUTPUTS_DIR": outputs_dir}
+
+
+def __getattr__(name: str) -> Path:
+    """`paths.MODELS_DIR` and the like, read now. `from .paths import MODELS_DIR` still binds the value
+    once, at import: code in slmlib calls models_dir() instead."""
+    if name in _FOLDERS:
+        return _FOLDERS[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def atomic_write(path: Path, write) -> None:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import nbformat
 
+from . import paths
 from .errors import UsageError
 from .exercises import BEGIN, END
-from .paths import ROOT
 
 FILES = ("README.md", "Makefile", "setup_course.py", "requirements.txt", "environment.yml", "pyproject.toml")
 FOLDERS = ("notebooks", "exercises", "data", "slmlib")
@@ -116,17 +116,17 @@ def find_leaks(folder: Path, solutions_dir: Path) -> list[str]:
 
 
 def _wanted(root: Path) -> list[Path]:
-    paths = [root / name for name in FILES if (root / name).is_file()]
+    files = [root / name for name in FILES if (root / name).is_file()]
     for name in FOLDERS:
         for path in sorted((root / name).rglob("*")):
             rel = path.relative_to(root)
             if (path.is_file() and not any(part in SKIP_NAMES or part.startswith(".") for part in rel.parts)
                     and path.suffix not in SKIP_SUFFIXES):
-                paths.append(path)
-    return paths
+                files.append(path)
+    return files
 
 
-def build_release(dest: Path, root: Path = ROOT, force: bool = False) -> list[Path]:
+def build_release(dest: Path, root: Path | None = None, force: bool = False) -> list[Path]:
     """Write the student release into dest (new or empty; force=True replaces an earlier release).
 
     Refuses when exercises/ is out of date with solutions/ (it would ship old exercises) and when
@@ -134,7 +134,7 @@ def build_release(dest: Path, root: Path = ROOT, force: bool = False) -> list[Pa
     """
     from .exercises import build_exercises
 
-    root, dest = Path(root).resolve(), Path(dest).resolve()
+    root, dest = paths.root(root).resolve(), Path(dest).resolve()
     if dest == root or dest in root.parents or any(dest == root / n or root / n in dest.parents
                                                    for n in (*FOLDERS, "solutions", "models", "outputs")):
         raise UsageError(f"{dest}: the release needs a folder of its own, outside the course's own folders "

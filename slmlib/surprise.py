@@ -21,12 +21,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from . import paths
 from .checkpoint import default_path, load_model, model_path, read_index
 from .config import get_level
 from .data import eval_windows, gpt2_stream, handwritten_path, read_stories
 from .errors import UsageError
 from .model import TinyGPT
-from .paths import MODELS_DIR
 from .tokenizer import EOT_ID, EOT_TEXT, Vocab, encode_gpt2, gpt2
 
 TOP_K = 5
@@ -234,11 +234,11 @@ def score_handwritten(model: TinyGPT, vocab: Vocab, path: Path | str | None = No
 
 # ---------------------------------------------------------------- finding a level's saved model
 
-def find_level_model(level: str | int, models_dir: Path | str = MODELS_DIR,
+def find_level_model(level: str | int, models_dir: Path | str | None = None,
                      settings: dict | None = None) -> Path | None:
     """The checkpoint that stands for a level: the run with `settings` (a lesson's smoke run),
     else the level's own model, else its newest other run; None when nothing is saved."""
-    cfg, models_dir = get_level(level), Path(models_dir)
+    cfg, models_dir = get_level(level), paths.models_dir(models_dir)
     candidates = ([model_path(cfg.replace(**settings), models_dir)] if settings else []) + [default_path(cfg, models_dir)]
     for path in candidates:
         if path.is_file():
@@ -248,7 +248,7 @@ def find_level_model(level: str | int, models_dir: Path | str = MODELS_DIR,
     return models_dir / max(runs, key=lambda e: e.get("saved_at") or "")["file"] if runs else None
 
 
-def load_level_model(level: str | int, models_dir: Path | str = MODELS_DIR, settings: dict | None = None):
+def load_level_model(level: str | int, models_dir: Path | str | None = None, settings: dict | None = None):
     """(model, info) for find_level_model's checkpoint, or None when the level has no saved model."""
     path = find_level_model(level, models_dir, settings)
     return load_model(path) if path is not None else None

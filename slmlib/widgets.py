@@ -17,11 +17,11 @@ from pathlib import Path
 import ipywidgets as W
 import matplotlib.pyplot as plt
 
+from . import paths
 from .checkpoint import CheckpointError, load_model, read_index
 from .data import load_stats
 from .errors import CourseError
 from .generation import generate_text, next_token_table
-from .paths import MODELS_DIR
 from .plots import plot_next_token_probs
 from .surprise import TextSurprise, score_text
 
@@ -49,12 +49,12 @@ def _uniform_loss() -> float | None:
         return None
 
 
-def model_list(models_dir: str | Path = MODELS_DIR) -> list[SavedModel]:
+def model_list(models_dir: str | Path | None = None) -> list[SavedModel]:
     """Every finished model in the folder: the levels' own models first, smallest level first, then
     experiments (other settings, models/experiments/), labelled with what they changed, so one never
     passes for the other. Each label ends with the model's validation loss against ln V, the loss of a
     uniform guess, so a barely trained model shows as one."""
-    models_dir = Path(models_dir)
+    models_dir = paths.models_dir(models_dir)
     rank = {name: i for i, name in enumerate(LEVEL_ORDER)}
     uniform = _uniform_loss()
     found = []
@@ -75,7 +75,7 @@ def model_list(models_dir: str | Path = MODELS_DIR) -> list[SavedModel]:
     return sorted(found, key=lambda m: (not m.own, m.level_rank, m.label))
 
 
-def saved_models(models_dir: str | Path = MODELS_DIR) -> dict[str, Path]:
+def saved_models(models_dir: str | Path | None = None) -> dict[str, Path]:
     """Label -> checkpoint path, in model_list's order."""
     return {m.label: m.path for m in model_list(models_dir)}
 
@@ -96,8 +96,9 @@ def figure_png(fig) -> bytes:
 class _ModelChoice:
     """The saved models, a dropdown to pick one, and each picked model loaded once."""
 
-    def _pick_models(self, models_dir: str | Path, largest: bool, style: dict) -> None:
+    def _pick_models(self, models_dir: str | Path | None, largest: bool, style: dict) -> None:
         """largest: start on the largest level's own model (else the smallest level's)."""
+        models_dir = paths.models_dir(models_dir)
         found = model_list(models_dir)
         if not found:
             raise CheckpointError(
@@ -119,7 +120,7 @@ class _ModelChoice:
 class GenerationPlayground(_ModelChoice):
     """Pick a model, type a prompt, set temperature / top-k / length / seed, press Generate."""
 
-    def __init__(self, models_dir: str | Path = MODELS_DIR, prompt: str = DEFAULT_PROMPT):
+    def __init__(self, models_dir: str | Path | None = None, prompt: str = DEFAULT_PROMPT):
         style = {"description_width": "110px"}
         wide = W.Layout(width="520px")
         self._pick_models(models_dir, True, style)
@@ -222,7 +223,7 @@ class GenerationPlayground(_ModelChoice):
         self.show()
 
 
-def generation_playground(models_dir: str | Path = MODELS_DIR, prompt: str = DEFAULT_PROMPT) -> GenerationPlayground:
+def generation_playground(models_dir: str | Path | None = None, prompt: str = DEFAULT_PROMPT) -> GenerationPlayground:
     """The lesson-09 playground (display it by leaving it as the last line of a cell)."""
     return GenerationPlayground(models_dir, prompt)
 
@@ -234,7 +235,7 @@ class SurpriseView(_ModelChoice):
     `view.text.value = "..."; view.score_button.click(); view.output.value` drives it from Python.
     """
 
-    def __init__(self, models_dir: str | Path = MODELS_DIR, text: str = "Once upon a time, there was a little dog."):
+    def __init__(self, models_dir: str | Path | None = None, text: str = "Once upon a time, there was a little dog."):
         style = {"description_width": "110px"}
         self._pick_models(models_dir, False, style)
         self.text = W.Textarea(value=text, description="Text", style=style, placeholder="Type or paste a text",
@@ -271,6 +272,6 @@ class SurpriseView(_ModelChoice):
         self.show()
 
 
-def surprise_view(models_dir: str | Path = MODELS_DIR, text: str = "Once upon a time, there was a little dog.") -> SurpriseView:
+def surprise_view(models_dir: str | Path | None = None, text: str = "Once upon a time, there was a little dog.") -> SurpriseView:
     """The lesson-09 token-surprise widget (display it by leaving it as the last line of a cell)."""
     return SurpriseView(models_dir, text)
