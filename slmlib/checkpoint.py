@@ -20,7 +20,7 @@ from filelock import FileLock, Timeout
 
 from . import __version__, paths
 from .config import LEVELS, ConfigError, LevelConfig, get_level
-from .errors import CourseError, as_sentence, first_sentences, is_whole_number
+from .errors import CourseError, UsageError, as_sentence, first_sentences, is_whole_number
 from .history import History
 from .model import TinyGPT
 from .paths import atomic_write
@@ -29,6 +29,7 @@ from .tokenizer import Vocab
 FORMAT_VERSION = 1
 INDEX_FILE = "model_index.json"
 EXPERIMENTS_DIR = "experiments"  # under models/: every run that is not a level's own
+WEIGHTS = ("final", "best")  # the last step's weights, or those with the lowest validation loss
 
 
 class CheckpointError(CourseError, RuntimeError):
@@ -194,11 +195,16 @@ def _checkpoint_problem(ckpt: dict) -> str | None:
     return None
 
 
+def _check_weights(weights) -> None:
+    if weights not in WEIGHTS:
+        raise UsageError(f"weights={weights!r} is not allowed: use 'final' (the last step's weights) or 'best' "
+                         "(those with the lowest validation loss)")
+
+
 def model_from_checkpoint(ckpt: dict, path: Path | str = "<checkpoint>",
                           weights: str = "final") -> tuple[TinyGPT, LevelConfig, Vocab]:
     """The model a checkpoint holds; weights="best" gives the lowest-validation-loss weights."""
-    if weights not in ("final", "best"):
-        raise ValueError(f"weights must be 'final' or 'best', not {weights!r}")
+    _check_weights(weights)
     key = "best_state_dict" if weights == "best" else "model_state_dict"
     if key not in ckpt:
         raise CheckpointError(f"{path} holds no best-validation weights (it was saved before early "
@@ -265,9 +271,10 @@ def load_model(path: Path | str | None = None, level: str | int | None = None,
 
     weights="best" loads the early-stopped weights (lowest validation loss) instead of the last.
     """
+    _check_weights(weights)  # before reading a file that may be large
     if path is None:
         if level is None:
-            raise ValueError("give a checkpoint path or a level")
+            raise UsageError("give a checkpoint path or a level, e.g. load_model(level='tiny')")
         cfg = get_level(level)
         path = default_path(cfg)
         train_hint = train_hint or (f"Train it first: `python -m slmlib train --level {cfg.name}` "

@@ -8,6 +8,7 @@ those settings the small models *underfit* and no train/val gap shows (see the R
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass
 
 from .errors import CourseError, is_real_number, is_whole_number
@@ -19,6 +20,10 @@ class UnknownLevelError(CourseError, ValueError):
 
 class ConfigError(CourseError, ValueError):
     """A setting with an impossible value (max_iters=0, lr=nan, ...); the message names it."""
+
+
+class UnknownSettingError(CourseError, TypeError):
+    """A setting LevelConfig does not have, e.g. a typo in `cfg.replace(max_iter=50)` (a TypeError, as Python's own)."""
 
 
 # The largest values that still make sense here: 10 million steps is weeks on a CPU even for the
@@ -112,10 +117,12 @@ class LevelConfig:
 
     def replace(self, **changes) -> "LevelConfig":
         """A copy with some settings changed, e.g. `cfg.replace(max_iters=50)`."""
-        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        names = [f.name for f in dataclasses.fields(self)]
+        unknown = sorted(set(changes) - set(names))
         if unknown:
-            valid = ", ".join(f.name for f in dataclasses.fields(self))
-            raise TypeError(f"unknown setting(s) {sorted(unknown)}; valid settings: {valid}")
+            said = [name + "".join(f" (did you mean {m}?)" for m in difflib.get_close_matches(name, names, n=1))
+                    for name in unknown]
+            raise UnknownSettingError(f"unknown setting(s) {', '.join(said)}; valid settings: {', '.join(names)}")
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:

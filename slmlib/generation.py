@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 
 from .config import MAX_SEED
-from .errors import CourseError, UsageError, is_real_number, is_whole_number
-from .model import TinyGPT
+from .errors import CourseError, UsageError, is_whole_number
+from .model import TinyGPT, check_temperature
 from .tokenizer import Vocab
 
 # A story is about 170 tokens; the large model writes about 50 tokens a second on one busy CPU core
@@ -15,12 +15,6 @@ MAX_NEW_TOKENS = 1000
 
 class EmptyPromptError(CourseError, ValueError):
     """The prompt has no text in it."""
-
-
-def check_temperature(temperature) -> None:
-    if not is_real_number(temperature) or temperature < 0:
-        raise UsageError(f"temperature={temperature!r} is not allowed: use a finite number >= 0 "
-                         "(0 always picks the likeliest token, 0.8 is the default, 2 is wild)")
 
 
 def check_generation_settings(max_new_tokens, temperature, top_k=None, seed=None) -> None:

@@ -12,6 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .errors import UsageError, is_real_number
+
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, n_embd: int, n_head: int, dropout: float):
@@ -128,8 +130,7 @@ class TinyGPT(nn.Module):
         top_k keeps only the k most likely tokens. A seed makes the result reproducible.
         Stops early when every row has produced `stop_token` (e.g. <|endoftext|>).
         """
-        if temperature < 0:
-            raise ValueError("temperature must be >= 0")
+        check_temperature(temperature)
         if generator is None and seed is not None:
             generator = torch.Generator(device=idx.device).manual_seed(seed)
         was_training = self.training
@@ -145,6 +146,13 @@ class TinyGPT(nn.Module):
                     break
         self.train(was_training)
         return idx
+
+
+def check_temperature(temperature) -> None:
+    """The one check of a sampling temperature, for generate() and the text helpers alike."""
+    if not is_real_number(temperature) or temperature < 0:
+        raise UsageError(f"temperature={temperature!r} is not allowed: use a finite number >= 0 "
+                         "(0 always picks the likeliest token, 0.8 is the default, 2 is wild)")
 
 
 def pick_next_token(logits: torch.Tensor, temperature: float, top_k: int | None,

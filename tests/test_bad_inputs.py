@@ -85,6 +85,12 @@ CLI_CASES = {
                                    "--temperature", "-1"], ["--temperature", "-1"]),
     "generate --top-k -1": (["generate", "--level", "ultra_tiny", "--prompt", "Once", "--top-k", "-1"],
                             ["--top-k", "-1"]),
+    # was "Overflow when unpacking long long", a traceback from torch.manual_seed (issue 23)
+    "generate --seed 10**23": (["generate", "--level", "ultra_tiny", "--prompt", "Once", "--seed",
+                                "99999999999999999999999"], ["--seed", "99999999999999999999999"]),
+    # train has no --seed: argparse reads it as short for --seed-settings, then refuses the number
+    "train --seed 10**23": (["train", "--level", "ultra_tiny", "--max-iters", "2", "--out", "{models}", "--seed",
+                             "99999999999999999999999"], ["99999999999999999999999"]),
 }
 
 
@@ -151,7 +157,8 @@ CONFIG_CASES = [
     ("batch_size", 0), ("block_size", 0), ("n_layer", 0), ("n_head", 0), ("n_embd", 0), ("n_embd", 100),
     ("lr", 0.0), ("lr", -1e-3), ("lr", math.nan), ("lr", math.inf), ("dropout", 1.0), ("dropout", -0.1),
     ("weight_decay", -0.1), ("warmup_iters", -1), ("eval_interval", 0), ("eval_windows", 0),
-    ("min_lr_ratio", 1.5), ("lr_schedule", "linear"), ("seed", True),
+    ("min_lr_ratio", 1.5), ("lr_schedule", "linear"), ("seed", True), ("seed", 99999999999999999999999),
+    ("seed", -1),
 ]
 
 
@@ -160,6 +167,24 @@ def test_impossible_setting_is_refused_with_its_name(setting, value):
     with pytest.raises(CourseError) as err:
         LEVELS["small"].replace(**{setting: value})  # small: 3 heads, so n_embd=100 does not divide
     assert setting in str(err.value) and isinstance(err.value, ValueError)
+
+
+@pytest.mark.parametrize("typo, meant", [("max_iter", "max_iters"), ("bogus", None), ("learning_rate", None)])
+def test_a_mistyped_setting_is_a_course_error_that_names_it(typo, meant):
+    with pytest.raises(CourseError) as err:
+        LEVELS["small"].replace(**{typo: 1})
+    message = str(err.value)
+    assert isinstance(err.value, TypeError) and "\n" not in message  # a TypeError still, as Python's own
+    assert typo in message and "valid settings: name, number" in message
+    assert (f"did you mean {meant}?" in message) if meant else "did you mean" not in message
+
+
+def test_a_bad_precision_is_refused_before_any_work(tiny_config, tmp_path):
+    from slmlib.train import train
+
+    with pytest.raises(CourseError, match="precision='fp16'.*'fp32' or 'bf16'"):
+        train(tiny_config, out=tmp_path / "m.pt", progress=False, precision="fp16")
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("params", [{"max_iters": True}, {"seed": True}, {"max_iters": 0}],
@@ -186,6 +211,17 @@ def test_generation_settings_are_checked(little_model, kwargs, name):
     model, vocab, _ = little_model
     with pytest.raises(CourseError, match=name):
         generate_text(model, vocab, "Once upon a time", **{"max_new_tokens": 5, **kwargs})
+
+
+@pytest.mark.parametrize("temperature", [-0.5, math.nan, "hot"])
+def test_the_model_checks_temperature_as_the_text_helpers_do(little_model, temperature):
+    """TinyGPT.generate raised a plain ValueError ('temperature must be >= 0') and let nan through."""
+    model, vocab, _ = little_model
+    with pytest.raises(CourseError) as from_model:
+        model.generate(torch.zeros((1, 1), dtype=torch.long), 3, temperature=temperature)
+    with pytest.raises(CourseError) as from_text:
+        generate_text(model, vocab, "Once", max_new_tokens=3, temperature=temperature)
+    assert str(from_model.value) == str(from_text.value) and "finite number >= 0" in str(from_model.value)
 
 
 def test_next_token_table_refuses_a_nan_temperature(little_model):
@@ -383,6 +419,15 @@ def test_unusable_checkpoint(case, good_checkpoint, tmp_path):
     with pytest.raises(CourseError, match="not a usable checkpoint") as err:
         load_model(bad)
     assert str(bad) in str(err.value)
+
+
+def test_unknown_weights_name_the_two_kinds_before_reading_the_file(good_checkpoint, monkeypatch):
+    path, _ = good_checkpoint
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("read the file before checking weights="))
+    with pytest.raises(CourseError, match="weights='worst' is not allowed: use 'final' .* or 'best'"):
+        load_model(path, weights="worst")
+    with pytest.raises(CourseError, match="give a checkpoint path or a level"):
+        load_model()
 
 
 def test_permission_denied_checkpoint_is_a_permission_problem(good_checkpoint, monkeypatch):
