@@ -1,7 +1,8 @@
 """Test-wide setup, for pytest's unit tests and for nbval running the notebooks.
 
 Tests must never touch the real models/ or outputs/, and notebooks run in smoke mode.
-This runs before slmlib is imported anywhere (its paths are read at import time), and the
+This runs before slmlib is imported anywhere: slmlib.paths reads these variables when a folder is
+asked for, but a few modules (tests/test_paths.py's NOT_YET) still bind a folder at import. The
 kernels that papermill and nbval start inherit these variables.
 """
 import os
