@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from . import KERNEL_NAME, paths
@@ -115,9 +115,11 @@ def run_folders(smoke: bool) -> tuple[Path, Path]:
 
 
 @contextmanager
-def kernel_folders(outputs: Path, models: Path) -> Iterator[None]:
-    """The kernels papermill starts inherit this process's environment: point their slmlib.paths there."""
-    wanted = {"SLM_OUTPUTS_DIR": str(outputs), "SLM_MODELS_DIR": str(models)}
+def kernel_folders(outputs: Path, models: Path, threads: int | None = None) -> Iterator[None]:
+    """The kernels papermill starts inherit this process's environment: point their slmlib.paths there
+    (and, given threads, cap torch's threads: one core is busy with the runs trained beside the lessons)."""
+    wanted = {"SLM_OUTPUTS_DIR": str(outputs), "SLM_MODELS_DIR": str(models),
+              **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
     saved = {key: os.environ.get(key) for key in wanted}
     os.environ.update(wanted)
     try:
@@ -128,6 +130,47 @@ def kernel_folders(outputs: Path, models: Path) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def runs_beside_the_lessons() -> list:
+    """The small runs lessons 04 and 08 need (the remedies, then the sweep), in the order they need them."""
+    from .experiments import remedy_plan
+    from .sweep import sweep_configs
+
+    configs, seen = [], set()
+    for cfg in [c for _, c in remedy_plan()] + sweep_configs():
+        key = json.dumps(cfg.to_dict(), sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            configs.append(cfg)
+    return configs
+
+
+def _train_each(configs: list, runs_dir: str) -> None:
+    from .sweep import train_many
+
+    train_many(configs, jobs=1, progress=False, runs_dir=runs_dir, threads=1)
+
+
+@contextmanager
+def training_beside(configs: list, runs_dir: Path) -> Iterator:
+    """Train `configs` in one worker process (one thread) while the lessons run on the other core.
+
+    Lessons 03-07 train one model at a time and leave a core idle; this worker fills it with the
+    runs lessons 04 and 08 will ask for. Each run is kept in runs_dir the moment it finishes, under
+    a lock, so a lesson that gets there first waits for the run in flight and loads it, never
+    training it twice. Stopped when the course stops; finished runs are kept.
+    """
+    from multiprocessing import get_context
+
+    worker = get_context("spawn").Process(target=_train_each, args=(configs, str(runs_dir)), daemon=True)
+    worker.start()
+    try:
+        yield worker
+    finally:
+        if worker.is_alive():
+            worker.terminate()
+        worker.join(10)
 
 
 def _fingerprint(path: Path, parameters: dict) -> str:
@@ -160,6 +203,38 @@ def _write_state(out_dir: Path, state: dict) -> None:
     atomic_write(out_dir / STATE_FILE, lambda tmp: Path(tmp).write_text(json.dumps(state, indent=2)))
 
 
+def _run_lessons(lessons: list[Path], smoke: bool, out_dir: Path, outputs_dir: Path, models_dir: Path,
+                 state: dict, worker=None) -> list[dict]:
+    """Run the lessons in order, skipping those that already finished; stop at the first failure."""
+    rows = []
+    chain_intact = True  # a lesson is only skipped if every lesson before it was too (they build on each other)
+    for i, path in enumerate(lessons, 1):
+        params = {"smoke": smoke}
+        key = _fingerprint(path, params)
+        if (chain_intact and state.get(path.name) == key and (out_dir / path.name).is_file()
+                and _models_still_there(path, smoke, models_dir)):
+            print(f"[{i}/{len(lessons)}] {path.name}: skipped, it already ran to the end from the same "
+                  "notebook, code and settings (`python -m slmlib course --fresh` reruns everything)", flush=True)
+            rows.append({"notebook": path.name, "status": "ok", "error": "", "seconds": 0.0, "skipped": True})
+            continue
+        chain_intact = False
+        print(f"[{i}/{len(lessons)}] {path.name} ...", flush=True)
+        # One torch thread while the worker beside fills the other core (lesson 00 still checks the
+        # machine as a student's kernel sees it).
+        threads = 1 if worker is not None and worker.is_alive() and not path.name.startswith("00") else None
+        with kernel_folders(outputs_dir, models_dir, threads):
+            row = run_notebook(path, out_dir / path.name, params)
+        rows.append(row)
+        state[path.name] = key if row["status"] == "ok" else None
+        _write_state(out_dir, state)
+        print(f"      {row['status']} in {row['seconds']:.1f} s", flush=True)
+        if row["status"] != "ok":
+            print(f"\nSTOPPED: {path.name} failed at {row['error']}\n"
+                  f"Open {Path(out_dir) / path.name} to see the failing cell and its traceback.")
+            break
+    return rows
+
+
 def run_course(smoke: bool = False, only: Sequence[str] | None = None,
                out_dir: Path | None = None, fresh: bool = False) -> bool:
     """Run the lessons in order, stop at the first failure, print a summary. True if all passed.
@@ -183,32 +258,18 @@ def run_course(smoke: bool = False, only: Sequence[str] | None = None,
     print(f"Running {len(lessons)} lessons with papermill, {mode}, kernel {kernel_name()!r}.")
     print(f"Executed copies go to {out_dir}/. Models are retrained by lessons 03-07, then loaded by the rest.")
     print(f"Results and plots go to {outputs_dir}/, models to {models_dir}/"
-          + (" (a smoke run touches nothing outside it)" if smoke else "") + ".\n")
-    rows, start, started = [], time.perf_counter(), time.time()
+          + (" (a smoke run touches nothing outside it)" if smoke else "") + ".")
+    if not (smoke or only):
+        print(f"Beside the lessons, one worker trains the small runs of lessons 04 and 08 on the other core "
+              f"({outputs_dir / 'runs'}/); the lessons load them.")
+    print()
+    start, started = time.perf_counter(), time.time()
     out_dir = Path(out_dir)
     state = {} if fresh else _read_state(out_dir)
-    chain_intact = True  # a lesson is only skipped if every lesson before it was too (they build on each other)
-    for i, path in enumerate(lessons, 1):
-        params = {"smoke": smoke}
-        key = _fingerprint(path, params)
-        if (chain_intact and state.get(path.name) == key and (out_dir / path.name).is_file()
-                and _models_still_there(path, smoke, models_dir)):
-            print(f"[{i}/{len(lessons)}] {path.name}: skipped, it already ran to the end from the same "
-                  "notebook, code and settings (`python -m slmlib course --fresh` reruns everything)", flush=True)
-            rows.append({"notebook": path.name, "status": "ok", "error": "", "seconds": 0.0, "skipped": True})
-            continue
-        chain_intact = False
-        print(f"[{i}/{len(lessons)}] {path.name} ...", flush=True)
-        with kernel_folders(outputs_dir, models_dir):
-            row = run_notebook(path, out_dir / path.name, params)
-        rows.append(row)
-        state[path.name] = key if row["status"] == "ok" else None
-        _write_state(out_dir, state)
-        print(f"      {row['status']} in {row['seconds']:.1f} s", flush=True)
-        if row["status"] != "ok":
-            print(f"\nSTOPPED: {path.name} failed at {row['error']}\n"
-                  f"Open {Path(out_dir) / path.name} to see the failing cell and its traceback.")
-            break
+    # A full run of every lesson trains lesson 04's and 08's small runs beside the lessons.
+    beside = training_beside(runs_beside_the_lessons(), outputs_dir / "runs") if not (smoke or only) else nullcontext()
+    with beside as worker:
+        rows = _run_lessons(lessons, smoke, out_dir, outputs_dir, models_dir, state, worker)
     total = round(time.perf_counter() - start, 1)
     print("\n" + format_table(rows, ["notebook", "seconds", "status"]))
     print(f"\nTotal: {total:.0f} s ({total / 60:.1f} min)")

@@ -191,6 +191,19 @@ REMEDIES = {"no remedy": {}, "dropout 0.2": {"dropout": 0.2}, "weight decay 0.1"
 SWEEP_REMEDIES = ("no remedy", "more data (1,000 stories)")  # points of lesson 08's sweep
 
 
+def remedy_plan(stories: int = REMEDY_STORIES, remedies: dict = REMEDIES, seeds: Sequence[int] | None = None,
+                base: LevelConfig | None = None) -> list[tuple[str, LevelConfig]]:
+    """(remedy, run settings) for every run try_remedies needs, in order."""
+    from .sweep import SWEEP_CONFIG, SWEEP_SEEDS
+
+    base = base or SWEEP_CONFIG
+    # The runs without a remedy and with more data are sweep points (3 seeds, reused by lesson 08);
+    # dropout and weight decay are runs of their own, so they get two seeds to save time.
+    seeds_of = {name: list(seeds or (SWEEP_SEEDS if name in SWEEP_REMEDIES else SWEEP_SEEDS[:2])) for name in remedies}
+    return [(name, base.replace(**{"stories": stories, "seed": seed, **change}))
+            for name, change in remedies.items() for seed in seeds_of[name]]
+
+
 def try_remedies(stories: int = REMEDY_STORIES, remedies: dict = REMEDIES, seeds: Sequence[int] | None = None,
                  base: LevelConfig | None = None, jobs: int = 2, progress: bool = True,
                  runs_dir=None) -> tuple[list[dict], dict[str, list[History]]]:
@@ -202,14 +215,9 @@ def try_remedies(stories: int = REMEDY_STORIES, remedies: dict = REMEDIES, seeds
     Early stopping needs no run of its own: it is the no-remedy runs' best point. seeds: the same
     seeds for every remedy (by default 3 for the sweep's points, 2 for dropout and weight decay).
     """
-    from .sweep import RUNS_DIR, SWEEP_CONFIG, SWEEP_SEEDS, train_many
+    from .sweep import RUNS_DIR, train_many
 
-    base = base or SWEEP_CONFIG
-    # The runs without a remedy and with more data are sweep points (3 seeds, reused by lesson 08);
-    # dropout and weight decay are runs of their own, so they get two seeds to save time.
-    seeds_of = {name: list(seeds or (SWEEP_SEEDS if name in SWEEP_REMEDIES else SWEEP_SEEDS[:2])) for name in remedies}
-    plan = [(name, base.replace(**{"stories": stories, "seed": seed, **change}))
-            for name, change in remedies.items() for seed in seeds_of[name]]
+    plan = remedy_plan(stories, remedies, seeds, base)
     runs = train_many([cfg for _, cfg in plan], jobs, progress, desc="remedies", runs_dir=runs_dir or RUNS_DIR)
     histories = {name: [History.from_dict(run) for (n, _), run in zip(plan, runs) if n == name] for name in remedies}
     baseline = histories[next(iter(remedies))]

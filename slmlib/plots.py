@@ -206,10 +206,15 @@ def plot_sweep(result: Mapping, path: str | Path | None = None):
     above = [s["best_val"] - floor for s in summary]
     ax.errorbar(stories, above, yerr=[s["best_val_sd"] for s in summary], fmt="o", capsize=4,
                 label="best val − floor (mean ± sd)")
-    if fit:
-        xs = [min(stories), max(stories)]
-        ax.plot(xs, [fit["B"] * x ** -fit["beta"] for x in xs], "-", color="tab:orange",
-                label=f"fit: {fit['B']:.2f} · D^−{fit['beta']:.3f}  (R² {fit['r2']:.2f})")
+    if fit:  # the curve over the fitted sizes only: no line past the data
+        lo, hi = min(fit["fitted_on"]), max(fit["fitted_on"])
+        xs = [lo * (hi / lo) ** (k / 60) for k in range(61)]
+        limit = fit.get("A", 0.0)
+        ax.plot(xs, [limit + fit["B"] * x ** -fit["beta"] for x in xs], "-", color="tab:orange",
+                label=f"fit: {limit:.3f} + {fit['B']:.2f} · D^−{fit['beta']:.3f}  (R² {fit['r2']:.3f})")
+        if limit > 0:
+            ax.axhline(limit, color="tab:orange", linestyle=":", linewidth=1,
+                       label=f"the recipe's own limit A = {limit:.3f} (steps, model size)")
     pred = result.get("prediction")
     if pred:
         ax.errorbar([pred["stories"]], [pred["measured"] - floor], yerr=[pred["measured_sd"]], fmt="D",

@@ -5,8 +5,9 @@ of them closed the gap. Here nothing changes but the number of training stories,
 size is trained with three seeds, so the spread shows what is noise.
 
 Because the course knows its entropy floor E exactly, the data scaling law
-L(D) = E + B * D^-beta needs only B and beta: a straight line on log-log axes of
-(best validation loss - E) against the number of stories D. A law earns the name by predicting
+L(D) = E + A + B * D^-beta needs no guess at E: A is the recipe's own limit (at a fixed number
+of steps even unlimited data leaves the loss above the floor) and B * D^-beta is what more data
+removes, a straight line on log-log axes once A is taken off. A law earns the name by predicting
 a size it was not fitted on: the sweep trains one held-out size and prints the error.
 
 Every run is kept in outputs/runs/ under a key of its settings, data and training code, so a
@@ -33,12 +34,14 @@ SWEEP_STORIES = (100, 200, 500, 1000, 3000, 10000)
 HELD_OUT_STORIES = 2000  # not in the fit: the law must predict it
 SWEEP_SEEDS = (1, 2, 3)
 # One fixed recipe for every data size, chosen by measurement (README, "The controlled
-# experiment"): tiny's model and learning rate, 800 steps of 16 windows. It turns up at 200
-# stories (best at step 400, +0.29 by step 800) and its seeds agree at 10,000 stories. Rejected:
-# ultra-tiny's model (at 500-1,000 steps its seeds disagree by 0.3-0.4 nats at 10,000 stories,
-# each escaping a plateau at its own step), batch 8 (seeds 0.6 apart), windows of 64 tokens
-# (seeds agree, sd 0.03, but 200 stories turn up in 1 seed of 3).
-SWEEP_CONFIG = LEVELS["tiny"].replace(name="sweep", max_iters=800, eval_interval=50, eval_windows=64)
+# experiment"): ultra-tiny's model (2 layers x 32 wide), 750 steps of 16 windows of 128 tokens,
+# learning rate 1e-2 held constant after 100 warm-up steps. The long warm-up is what makes the
+# seeds agree: with 30 warm-up steps one seed in three sat on a plateau for hundreds of steps
+# (4.48 vs 2.95-3.16 at step 200), 0.3-0.5 nats behind at every size. The constant rate keeps
+# memorising to the end, so 200 stories turn up (best at step 385-420, +0.25-0.31 by 700).
+# Rejected: tiny's model (2x the time per step), a cosine decay (200 stories rose only 0.04-0.08).
+SWEEP_CONFIG = LEVELS["ultra_tiny"].replace(name="sweep", max_iters=750, eval_interval=50, eval_windows=64,
+                                            warmup_iters=100, lr_schedule="constant")
 TURNED_UP = {"best_by": 0.6, "rise": 0.2}  # the lesson check's definition of a U-turn
 RUNS_DIR = OUTPUTS_DIR / "runs"
 # What a run's result depends on beyond its settings: the data and the training code.
@@ -94,14 +97,37 @@ def _run_one(cfg: LevelConfig, threads: int | None) -> dict:
     return {**history.to_dict(), "train_tokens": int(data.train.numel()), "floor": data.floor.get("val")}
 
 
+def _run_or_load(cfg: LevelConfig, threads: int | None, runs_dir: Path | str | None) -> dict:
+    """One run, trained once however many processes ask for it.
+
+    A lock per run key: a process that finds another one training this run (the course's
+    background worker, a second notebook) waits for it and loads the result instead of training
+    the same run twice. The run is kept as soon as it finishes.
+    """
+    if not runs_dir:
+        return _run_one(cfg, threads)
+    from filelock import FileLock
+
+    path = _run_file(cfg, Path(runs_dir))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path.with_suffix(".lock"))):
+        run = load_run(cfg, runs_dir)
+        if run is None:
+            run = _run_one(cfg, threads)
+            if run.get("status") == "completed":  # a run stopped by a signal is not kept as a result
+                save_run(cfg, run, runs_dir)
+    return run
+
+
 def train_many(configs: Sequence[LevelConfig], jobs: int = 2, progress: bool = True,
-               desc: str = "runs", runs_dir: Path | str | None = RUNS_DIR) -> list[dict]:
+               desc: str = "runs", runs_dir: Path | str | None = RUNS_DIR, threads: int | None = None) -> list[dict]:
     """Train several small runs (no models saved) and return their histories as dicts, in order.
 
     A run already kept in runs_dir with the same settings is loaded instead of trained; each new
     run is kept there as soon as it finishes, so an interrupted sweep loses only the runs in
     flight. jobs: runs in parallel, one thread each (these models are too small to keep two
-    threads busy, so two single-threaded runs side by side finish sooner than one after the other).
+    threads busy, so two single-threaded runs side by side finish sooner than one after the other);
+    threads: torch's threads when jobs is 1 (None: torch's default).
     """
     results: list[dict | None] = [load_run(c, runs_dir) if runs_dir else None for c in configs]
     todo = [i for i, r in enumerate(results) if r is None]
@@ -115,18 +141,17 @@ def train_many(configs: Sequence[LevelConfig], jobs: int = 2, progress: bool = T
 
     def finished(i: int, run: dict) -> None:
         results[i] = run
-        if runs_dir:
-            save_run(configs[i], run, runs_dir)
         if bar is not None:
             bar.update(1)
 
     if jobs > 1 and len(todo) > 1:
         with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=get_context("spawn")) as pool:
-            for i, run in zip(todo, pool.map(_run_one, [configs[i] for i in todo], [1] * len(todo))):
+            done = pool.map(_run_or_load, [configs[i] for i in todo], [1] * len(todo), [runs_dir] * len(todo))
+            for i, run in zip(todo, done):
                 finished(i, run)
     else:
         for i in todo:
-            finished(i, _run_one(configs[i], None))
+            finished(i, _run_or_load(configs[i], threads, runs_dir))
     if bar is not None:
         bar.close()
     return results
@@ -183,32 +208,60 @@ def _line_fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float, f
     return a, b, (1 - residual / total) if total > 0 else 1.0
 
 
-def fit_scaling_law(rows: Sequence[dict], floor: float) -> dict:
-    """Fit best_val - floor = B * D^-beta on log-log axes: on the seed means, and per seed.
+def _law_fit(points: Sequence[tuple[float, float]], limit: float | None = None) -> dict | None:
+    """Fit y = A + B * D^-beta to (D, y) points, y being the loss above the floor.
 
-    R^2 is the fit's on log axes (1 = a straight line). beta_sd is the spread of the per-seed
-    fits: how much beta would move with other seeds.
+    For a given A the law is a straight line on log-log axes of (y - A) against D; A (the
+    recipe's own limit, >= 0) is the one that brings the curve closest to the points on a log
+    scale, found on a fine grid (no optimiser needed for one number). limit: hold A at this value.
+    R^2 is measured on log(y): 1 means the curve goes through every point.
     """
-    def fit(points):
-        pts = [(math.log(d), math.log(v - floor)) for d, v in points if v > floor]
-        if len(pts) < 3:
-            return None
-        log_b, slope, r2 = _line_fit(*zip(*pts))
-        return {"B": round(math.exp(log_b), 4), "beta": round(-slope, 4), "r2": round(r2, 4)}
+    pts = [(d, y) for d, y in points if y > 0]
+    if len(pts) < 3:
+        return None
+    low = min(y for _, y in pts)
+    best = None
+    for a in ([limit] if limit is not None else [low * k / 400 for k in range(400)]):
+        if a >= low:
+            continue
+        log_b, slope, _ = _line_fit([math.log(d) for d, _ in pts], [math.log(y - a) for _, y in pts])
+        fitted = [math.log(a + math.exp(log_b) * d ** slope) for d, _ in pts]
+        sse = sum((math.log(y) - f) ** 2 for (_, y), f in zip(pts, fitted))
+        if best is None or sse < best[0]:
+            best = (sse, a, log_b, slope)
+    if best is None:
+        return None
+    sse, a, log_b, slope = best
+    logs = [math.log(y) for _, y in pts]
+    total = sum((v - statistics.mean(logs)) ** 2 for v in logs)
+    return {"A": round(a, 4), "B": round(math.exp(log_b), 4), "beta": round(-slope, 4),
+            "r2": round(1 - sse / total, 4) if total > 0 else 1.0}
 
-    means = fit([(s["stories"], s["best_val"]) for s in summarise(rows)])
+
+def fit_scaling_law(rows: Sequence[dict], floor: float) -> dict:
+    """Fit best_val - floor = A + B * D^-beta: on the seed means, and per seed.
+
+    The floor is the generator's entropy, known exactly. A is what this recipe cannot get below
+    however much data it has: at a fixed number of steps the largest sizes are limited by the
+    steps and the model's size, not by the data (Chinchilla's law has the same constant term).
+    B * D^-beta is what more data removes. R^2 is the fit's on log axes (1 = every point on the
+    curve). beta_sd is the spread of beta over per-seed fits (A held at the means' value): how
+    much beta would move with other seeds.
+    """
+    means = _law_fit([(s["stories"], s["best_val"] - floor) for s in summarise(rows)])
     if means is None:
         return {}
     per_seed = [dict(seed=seed, **f) for seed in sorted({r["seed"] for r in rows})
-                if (f := fit([(r["stories"], r["best_val"]) for r in rows if r["seed"] == seed]))]
+                if (f := _law_fit([(r["stories"], r["best_val"] - floor) for r in rows if r["seed"] == seed],
+                                  limit=means["A"]))]
     betas = [p["beta"] for p in per_seed]
     return {**means, "beta_sd": round(statistics.stdev(betas), 4) if len(betas) > 1 else None,
             "per_seed": per_seed, "fitted_on": sorted({r["stories"] for r in rows}), "floor": floor}
 
 
 def predict(fit: dict, stories: int) -> float:
-    """The law's best validation loss at a data size: floor + B * D^-beta."""
-    return fit["floor"] + fit["B"] * stories ** -fit["beta"]
+    """The law's best validation loss at a data size: floor + A + B * D^-beta."""
+    return fit["floor"] + fit.get("A", 0.0) + fit["B"] * stories ** -fit["beta"]
 
 
 def sweep_result(rows: Sequence[dict], held_out_rows: Sequence[dict], config: dict) -> dict:
@@ -227,6 +280,13 @@ def sweep_result(rows: Sequence[dict], held_out_rows: Sequence[dict], config: di
     return result
 
 
+def sweep_configs(stories: Sequence[int] = SWEEP_STORIES, seeds: Sequence[int] = SWEEP_SEEDS,
+                  base: LevelConfig = SWEEP_CONFIG, held_out: int | None = HELD_OUT_STORIES) -> list[LevelConfig]:
+    """Every run of the sweep: each story count with each seed, then the held-out size."""
+    sizes = list(stories) + ([held_out] if held_out else [])
+    return [sweep_config(n, s, base) for n in sizes for s in seeds]
+
+
 def data_sweep(stories: Sequence[int] = SWEEP_STORIES, seeds: Sequence[int] = SWEEP_SEEDS,
                base: LevelConfig = SWEEP_CONFIG, held_out: int | None = HELD_OUT_STORIES, jobs: int = 2,
                progress: bool = True, out_dir: str | Path | None = OUTPUTS_DIR,
@@ -235,8 +295,7 @@ def data_sweep(stories: Sequence[int] = SWEEP_STORIES, seeds: Sequence[int] = SW
 
     Writes outputs/data_sweep.json and outputs/data_sweep.png when out_dir is given.
     """
-    sizes = list(stories) + ([held_out] if held_out else [])
-    configs = [sweep_config(n, s, base) for n in sizes for s in seeds]
+    configs = sweep_configs(stories, seeds, base, held_out)
     rows = [sweep_row(run) for run in train_many(configs, jobs, progress, "data sweep", runs_dir)]
     fitted = [r for r in rows if r["stories"] != held_out]
     result = sweep_result(fitted, [r for r in rows if r["stories"] == held_out], base.to_dict())
@@ -260,7 +319,7 @@ def fit_line(result: dict) -> str:
     if not fit:
         return "no fit: fewer than 3 data sizes with a best validation loss above the floor"
     spread = f" ± {fit['beta_sd']:.3f} (sd over {len(fit['per_seed'])} seeds)" if fit.get("beta_sd") is not None else ""
-    line = (f"fit on the means: best val - floor = {fit['B']:.2f} · D^-{fit['beta']:.3f}; "
+    line = (f"fit on the means: best val - floor = {fit.get('A', 0):.3f} + {fit['B']:.2f} · D^-{fit['beta']:.3f}; "
             f"beta {fit['beta']:.3f}{spread}; R² {fit['r2']:.3f} on log-log axes")
     if pred:
         line += (f"\nheld out, {pred['stories']:,} stories (not in the fit): predicted {pred['predicted']:.3f}, "
