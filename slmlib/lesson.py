@@ -65,6 +65,19 @@ class Lesson:
         self.smoke, self.device, self.seed = smoke, device, seed
         self.sample_tokens = 25 if smoke else 60  # lesson 09's side-by-side samples
         self.demo_steps = 20 if smoke else 200  # lesson 10's run on TinyStories (or its stand-in)
+        # Lesson 08: the levels' saved runs (the tests' smoke runs live in models/experiments/), the
+        # sweep (three toy sizes in smoke mode), and the new-stories test.
+        self.level_settings = SMOKE_SETTINGS if smoke else None
+        self.fresh_stories, self.test_tokens = (20, 30) if smoke else (200, 80)
+
+    def sweep_settings(self) -> dict:
+        """data_sweep's arguments: the course's sweep, or in smoke mode a toy one that runs in seconds."""
+        from .sweep import SWEEP_CONFIG
+
+        if not self.smoke:
+            return {}
+        return {"stories": (20, 40, 80), "seeds": (1, 2), "held_out": 60, "jobs": 1,
+                "base": SWEEP_CONFIG.replace(max_iters=10, eval_interval=5, eval_windows=8, warmup_iters=2)}
 
     def level_model(self, level):
         """(model, info) of the level's saved model, None if it has none (in smoke mode: the tests' run)."""
@@ -251,6 +264,14 @@ class LevelLesson:
         self.chance_stories = 5 if smoke else 20
         self.sample_tokens = 30 if smoke else 80
         self.jobs = 1 if smoke else 2
+
+    @property
+    def remedy_recipe(self) -> LevelConfig:
+        """Lesson 04's remedies run on the controlled experiment's recipe (a few steps in smoke mode)."""
+        from .sweep import SWEEP_CONFIG
+
+        return SWEEP_CONFIG.replace(max_iters=20, eval_interval=5, eval_windows=16, warmup_iters=2) \
+            if self.smoke else SWEEP_CONFIG
 
     def __str__(self) -> str:
         r = self.refs
