@@ -225,7 +225,7 @@ def kv_cache_speed(name: str, model: TinyGPT, vocab, n_tokens: int, repeats: int
 
 
 def run_benchmarks(quick: bool = False, out_dir: Path | str = Path("benchmarks/results")) -> dict:
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     s, out_dir = SETTINGS[bool(quick)], Path(out_dir)
     levels = list(LEVELS.values())
@@ -233,7 +233,7 @@ def run_benchmarks(quick: bool = False, out_dir: Path | str = Path("benchmarks/r
            "settings": dict(s) | {"device": "cpu", "precision": "fp32"},
            "configs": {c.name: c.to_dict() for c in levels}}  # config.py changes; keep what ran
     watch = LoadWatch()
-    bar = tqdm(total=3 + 4 * len(levels), desc="bench", unit="task", dynamic_ncols=True)
+    bar = progress_bar(total=3 + 4 * len(levels), desc="bench", unit="task", dynamic_ncols=True)
 
     def task(name: str) -> None:
         bar.set_description(f"bench: {name}")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import KERNEL_NAME, paths
 from .paths import MODELS_DIR, OUTPUTS_DIR, atomic_write
+from .progress import BATCH
 
 
 def notebooks_dir() -> Path:
@@ -118,7 +119,7 @@ def run_folders(smoke: bool) -> tuple[Path, Path]:
 def kernel_folders(outputs: Path, models: Path, threads: int | None = None) -> Iterator[None]:
     """The kernels papermill starts inherit this process's environment: point their slmlib.paths there
     (and, given threads, cap torch's threads: one core is busy with the runs trained beside the lessons)."""
-    wanted = {"SLM_OUTPUTS_DIR": str(outputs), "SLM_MODELS_DIR": str(models),
+    wanted = {"SLM_OUTPUTS_DIR": str(outputs), "SLM_MODELS_DIR": str(models), BATCH: "1",
               **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
     saved = {key: os.environ.get(key) for key in wanted}
     os.environ.update(wanted)

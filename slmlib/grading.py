@@ -1191,8 +1191,7 @@ def _grade_all(todo: list[Submission], refs: dict[str, Reference], jobs: int, re
 
     -> the grader's own failures ("notebook: why"); their rows are recorded too, and graded again on a rerun.
     """
-    from tqdm.auto import tqdm
-
+    from .progress import progress_bar
     from .sandbox import kill_tree
 
     failed = []
@@ -1217,7 +1216,7 @@ def _grade_all(todo: list[Submission], refs: dict[str, Reference], jobs: int, re
         if not pending:
             return failed
         running = {}  # connection -> (process, submission, exercise, deadline)
-        with tqdm(total=len(pending), desc="grading", unit="notebook") as bar:
+        with progress_bar(total=len(pending), desc="grading", unit="notebook") as bar:
             try:
                 while pending or running:
                     while pending and len(running) < jobs:

@@ -127,10 +127,10 @@ def _tokenize_chunk(texts: list[str], part: str) -> None:
 def _tokenize_in_chunks(pool, path: Path, parts_dir: Path, chunk_stories: int, workers: int,
                         progress: bool) -> tuple[list[Path], int]:
     """Every chunk of the file tokenized into parts_dir (chunks already there are skipped)."""
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     hint = "Download it again (`python -m slmlib data download-tinystories`)."
-    bar = tqdm(total=path.stat().st_size, desc=f"tokenizing {path.name}", unit="B", unit_scale=True,
+    bar = progress_bar(total=path.stat().st_size, desc=f"tokenizing {path.name}", unit="B", unit_scale=True,
                dynamic_ncols=True, disable=not progress)
     separator_bytes = len(f"\n{EOT_TEXT}\n")
     parts, pending, tokenized = [], deque(), 0

@@ -134,10 +134,10 @@ def train_many(configs: Sequence[LevelConfig], jobs: int = 2, progress: bool = T
     todo = [i for i, r in enumerate(results) if r is None]
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from .progress import progress_bar
 
         reused = len(configs) - len(todo)
-        bar = tqdm(total=len(configs), initial=reused, unit="run",
+        bar = progress_bar(total=len(configs), initial=reused, unit="run",
                    desc=f"{desc} ({reused} reused)" if reused else desc)
 
     def finished(i: int, run: dict) -> None:

@@ -106,10 +106,10 @@ def _stop_at_step_boundary():
 def _progress_bar(total: int, initial: int, desc: str, enabled: bool):
     if not enabled:
         return None
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     # mininterval/delay: fast bars can race JupyterLab's widget manager.
-    return tqdm(total=total, initial=initial, desc=desc, unit="step", mininterval=0.5,
+    return progress_bar(total=total, initial=initial, desc=desc, unit="step", mininterval=0.5,
                 delay=0.1, dynamic_ncols=True, leave=True)
 
 
