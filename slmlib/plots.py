@@ -34,13 +34,16 @@ def draw_references(ax, refs: Mapping[str, float] | None, floor: float | None = 
 
 def log_loss_axis(ax, low: float, high: float) -> None:
     """A log y-axis with plain-number ticks: big early losses and small late gaps both stay visible."""
-    from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
     ax.set_yscale("log")
     ax.set_ylim(low, high)
-    ticks = [t for t in (0.1, 0.2, 0.3, 0.5, 0.7, 1, 1.5, 2, 3, 4, 5, 6, 8) if low <= t <= high]
+    steps = (0.1, 0.2, 0.3, 0.5, 0.7, 1, 1.5, 2, 3, 4, 5, 6, 8)
+    if high / low < 4:  # a narrow range: finer ticks, so a difference of a few tenths can be read off
+        steps = sorted(steps + (1.25, 1.75, 2.5, 3.5, 4.5))
+    ticks = [t for t in steps if low <= t <= high]
     ax.yaxis.set_major_locator(FixedLocator(ticks))
-    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 3.5, not 3.50 or 3.5x10^0
     ax.yaxis.set_minor_formatter(NullFormatter())
 
 
@@ -242,9 +245,9 @@ def plot_remedies(histories: Mapping[str, Sequence], floor: float | None = None,
 
     Side by side, so a remedy that only makes the training loss worse is seen as such.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.3), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.3))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    losses = []
+    losses, vals = [], []
     for (name, runs), color in zip(histories.items(), colors):
         for i, history in enumerate(runs):
             label = name if i == 0 else None
@@ -253,6 +256,7 @@ def plot_remedies(histories: Mapping[str, Sequence], floor: float | None = None,
             best = history.best
             axes[1].plot([best["iter"]], [best["val_loss"]], marker="v", color=color, markersize=7)
             losses += history.train_loss[2:] + history.val_loss[2:]  # from the third point: past the start
+            vals += history.val_loss[2:]
     for ax, what in zip(axes, ("training", "validation")):
         draw_references(ax, refs, floor)
         ax.set_xlabel("training step")
@@ -260,7 +264,12 @@ def plot_remedies(histories: Mapping[str, Sequence], floor: float | None = None,
         ax.grid(alpha=0.3, which="both")
     ref_values = [v for k, v in (refs or {}).items() if k in ("bigram", "floor")] + ([floor] if floor else [])
     log_loss_axis(axes[0], 0.85 * min(losses + ref_values), 1.1 * max(losses + ref_values))
-    axes[0].set_ylabel("loss (nats per token, log scale)")
+    # The validation panel zooms on its own curves (and the bigram line): the remedies' differences
+    # are tenths of a nat, which the training panel's range down to the floor would flatten.
+    near = vals + [v for k, v in (refs or {}).items() if k == "bigram"]
+    log_loss_axis(axes[1], 0.92 * min(near), 1.08 * max(near))
+    for ax in axes:
+        ax.set_ylabel("loss (nats per token, log scale)")
     axes[1].legend(fontsize=8, loc="lower left")
     if title:
         fig.suptitle(title, fontsize=11)

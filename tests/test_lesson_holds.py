@@ -67,9 +67,9 @@ def test_the_new_promises_can_fail_too():
     assert list(by_claim.values()) == ["DID NOT HOLD"]  # lesson 05 says small is still falling
     rows = [{"remedy": "early stopping (no remedy, best step)", "verdict": "within the noise", "alone": "-0.01",
              "seeds": 3},
-            {"remedy": "dropout 0.2", "verdict": "helps", "verdict_with_early_stopping": "helps",
-             "alone": "-0.5", "with_early_stopping": "-0.3", "seeds": 2}]
-    assert [c["held"] for c in remedy_checks({"rows": rows})] == ["DID NOT HOLD"] * 4
+            {"remedy": "dropout 0.2", "verdict": "hurts", "verdict_with_early_stopping": "helps",
+             "alone": "+0.5", "with_early_stopping": "-0.3", "seeds": 2}]
+    assert [c["held"] for c in remedy_checks({"rows": rows})] == ["DID NOT HOLD"] * 6
     assert remedy_checks(None)[0]["held"] == "DID NOT HOLD"
     summary = [{"stories": n, "seeds": 3, "turned_up": t, "best_val_sd": sd, "best_val": v}
                for n, t, sd, v in ((100, 2, 0.05, 4.0), (200, 3, 0.2, 3.0), (3000, 1, 0.05, 3.1))]
