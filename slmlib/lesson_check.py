@@ -135,7 +135,9 @@ def sweep_checks(sweep: Mapping | None) -> list[dict]:
                ", ".join(f"{s['stories']}: {s['turned_up']}/{s['seeds']}" for s in large)),
         _check(f"sweep: seeds agree (sd of best val at most {SWEEP_SPREAD}) at every size", spread <= SWEEP_SPREAD,
                f"largest sd {spread:.3f}"),
-        _check("sweep: mean best val falls at every step up in data", all(a > b for a, b in zip(means, means[1:])),
+        _check(f"sweep: mean best val falls by more than the seeds' spread at every step up to {STEP_LIMIT:,} "
+               f"stories, and beyond it moves less than twice the spread (the recipe's own limit)",
+               all(_falls_or_flat(a, b) for a, b in zip(summary, summary[1:])),
                " > ".join(f"{m:.3f}" for m in means)),
         _check(f"sweep: the law fits (R² at least {LAW_R2} on log axes)", fit.get("r2", 0) >= LAW_R2,
                f"R² {fit.get('r2', float('nan')):.3f}"),
@@ -151,6 +153,16 @@ def sweep_checks(sweep: Mapping | None) -> list[dict]:
 
 
 SWEEP_SPREAD, LAW_R2, BETA_SPREAD, PREDICTION_ERROR = 0.1, 0.95, 0.2, 0.1
+# From here up, 800 steps read each story fewer than four times: the steps, not the data, limit the
+# loss (lesson 08 says so), so a bigger sweep point need not be lower, only within the noise.
+STEP_LIMIT = 3000
+
+
+def _falls_or_flat(smaller: Mapping, larger: Mapping) -> bool:
+    noise = max(smaller["best_val_sd"], larger["best_val_sd"])
+    if larger["stories"] <= STEP_LIMIT:
+        return smaller["best_val"] - larger["best_val"] > noise
+    return abs(smaller["best_val"] - larger["best_val"]) < 2 * noise
 
 
 def ladder_checks(histories: Mapping[str, History], floor: float) -> list[dict]:

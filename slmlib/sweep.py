@@ -209,29 +209,25 @@ def _line_fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float, f
     return a, b, (1 - residual / total) if total > 0 else 1.0
 
 
-def _law_fit(points: Sequence[tuple[float, float]], limit: float | None = None) -> dict | None:
+def _law_fit(points: Sequence[tuple[float, float]]) -> dict | None:
     """Fit y = A + B * D^-beta to (D, y) points, y being the loss above the floor.
 
     For a given A the law is a straight line on log-log axes of (y - A) against D; A (the
     recipe's own limit, >= 0) is the one that brings the curve closest to the points on a log
-    scale, found on a fine grid (no optimiser needed for one number). limit: hold A at this value.
-    R^2 is measured on log(y): 1 means the curve goes through every point.
+    scale, found on a fine grid (no optimiser needed for one number). R^2 is measured on log(y):
+    1 means the curve goes through every point.
     """
     pts = [(d, y) for d, y in points if y > 0]
     if len(pts) < 3:
         return None
     low = min(y for _, y in pts)
     best = None
-    for a in ([limit] if limit is not None else [low * k / 400 for k in range(400)]):
-        if a >= low:
-            continue
+    for a in (low * k / 400 for k in range(400)):
         log_b, slope, _ = _line_fit([math.log(d) for d, _ in pts], [math.log(y - a) for _, y in pts])
         fitted = [math.log(a + math.exp(log_b) * d ** slope) for d, _ in pts]
         sse = sum((math.log(y) - f) ** 2 for (_, y), f in zip(pts, fitted))
         if best is None or sse < best[0]:
             best = (sse, a, log_b, slope)
-    if best is None:
-        return None
     sse, a, log_b, slope = best
     logs = [math.log(y) for _, y in pts]
     total = sum((v - statistics.mean(logs)) ** 2 for v in logs)
@@ -246,15 +242,14 @@ def fit_scaling_law(rows: Sequence[dict], floor: float) -> dict:
     however much data it has: at a fixed number of steps the largest sizes are limited by the
     steps and the model's size, not by the data (Chinchilla's law has the same constant term).
     B * D^-beta is what more data removes. R^2 is the fit's on log axes (1 = every point on the
-    curve). beta_sd is the spread of beta over per-seed fits (A held at the means' value): how
-    much beta would move with other seeds.
+    curve). beta_sd is the spread of beta over the seeds' own fits: how much beta would move with
+    other seeds.
     """
     means = _law_fit([(s["stories"], s["best_val"] - floor) for s in summarise(rows)])
     if means is None:
         return {}
     per_seed = [dict(seed=seed, **f) for seed in sorted({r["seed"] for r in rows})
-                if (f := _law_fit([(r["stories"], r["best_val"] - floor) for r in rows if r["seed"] == seed],
-                                  limit=means["A"]))]
+                if (f := _law_fit([(r["stories"], r["best_val"] - floor) for r in rows if r["seed"] == seed]))]
     betas = [p["beta"] for p in per_seed]
     return {**means, "beta_sd": round(statistics.stdev(betas), 4) if len(betas) > 1 else None,
             "per_seed": per_seed, "fitted_on": sorted({r["stories"] for r in rows}), "floor": floor}
