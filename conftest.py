@@ -28,7 +28,7 @@ def pytest_ignore_collect(collection_path, config):
     """
     if collection_path.suffix != ".ipynb" or collection_path.parent.name != "notebooks":
         return None
-    from slmlib.course import NBVAL_MARK  # here, not at the top: slmlib reads the variables set above
+    from slmlib.tooling.course import NBVAL_MARK  # here, not at the top: slmlib reads the variables set above
 
     return None if NBVAL_MARK in collection_path.read_text(encoding="utf-8") else True
 

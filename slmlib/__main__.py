@@ -219,14 +219,14 @@ def cmd_data(args) -> None:
 
 
 def cmd_course(args) -> None:
-    from .course import run_course
+    from .tooling.course import run_course
 
     if not run_course(smoke=args.smoke, only=args.only, out_dir=args.out, fresh=args.fresh):
         sys.exit(1)
 
 
 def cmd_notebooks(args) -> None:
-    from .course import refresh_notebooks
+    from .tooling.course import refresh_notebooks
 
     refresh_notebooks(record=args.action == "refresh")
 
@@ -250,7 +250,7 @@ def cmd_exercises(args) -> None:
 
 
 def _nbgrader_source(dest: Path | None) -> None:
-    from .nbgrader_export import write_nbgrader_source
+    from .tooling.nbgrader_export import write_nbgrader_source
 
     if dest is None:
         raise UsageError("give the folder to write: `python -m slmlib exercises nbgrader DIR` "
@@ -264,7 +264,7 @@ def _nbgrader_source(dest: Path | None) -> None:
 
 
 def cmd_release(args) -> None:
-    from .release import build_release
+    from .tooling.release import build_release
 
     written = build_release(args.dest, force=args.force)
     print(f"student release: {len(written)} files in {args.dest} (lessons, exercises, data, slmlib, set-up; "
@@ -273,7 +273,7 @@ def cmd_release(args) -> None:
 
 
 def cmd_grade(args) -> int | None:
-    from .grading import grade_submissions
+    from .tooling.grading import grade_submissions
 
     try:
         cap = {} if args.memory_mb is None else {"memory_mb": args.memory_mb}
@@ -312,7 +312,7 @@ def cmd_sweep(args) -> int | None:
 
 
 def cmd_bench(args) -> None:
-    from .bench import run_benchmarks
+    from .tooling.bench import run_benchmarks
 
     run_benchmarks(quick=args.quick, out_dir=args.out)
 

@@ -14,7 +14,7 @@ def train_level(name: str):
     (history without the model and data, recital, the data's entropy floors)."""
     from slmlib.config import get_level
     from slmlib.data import load_data
-    from slmlib.lesson_check import level_recital
+    from slmlib.tooling.lesson_check import level_recital
     from slmlib.train import train
 
     cfg = get_level(name)

@@ -17,7 +17,7 @@ from slmlib.config import LevelConfig
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 WORKERS = 3
 # The longest solutions first, so the pool's last minutes are not one long notebook alone.
-LONGEST_FIRST = ["ex10_open_experiment", "ex06_predict_the_gap", "ex08_compare_levels", "ex05_memorisation",
+LONGEST_FIRST = ["ex10_open_experiment", "ex06_data_scaling_law", "ex08_compare_levels", "ex05_memorisation",
                  "ex03_first_model", "ex01_tokens"]
 
 TINY = LevelConfig("ultra_tiny", 1, stories=20, n_layer=1, n_head=2, n_embd=16, max_iters=30,
@@ -89,7 +89,7 @@ def exercise_runs(tmp_path_factory, background):
     from exercise_probes import probe_notebook
 
     from slmlib import exercises as ex
-    from slmlib.course import run_notebook
+    from slmlib.tooling.course import run_notebook
 
     out = tmp_path_factory.mktemp("exercise-runs")
     names = sorted((p.stem for p in ex.SOLUTIONS_DIR.glob("*.ipynb")),

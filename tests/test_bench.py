@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from slmlib.bench import PROFILE_BUCKETS, run_benchmarks
+from slmlib.tooling.bench import PROFILE_BUCKETS, run_benchmarks
 from slmlib.config import LEVELS
 
 

@@ -3,7 +3,7 @@ what already finished (and says so)."""
 import nbformat
 import pytest
 
-import slmlib.course as course
+import slmlib.tooling.course as course
 
 
 def _lessons(tmp_path, names=("01_a.ipynb", "02_b.ipynb")):

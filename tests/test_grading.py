@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from slmlib import exercises as ex
-from slmlib import grading as gr
+from slmlib.tooling import grading as gr
 from slmlib.__main__ import main
 
 
@@ -211,7 +211,7 @@ def test_forged_checks_score_nothing_and_honest_work_still_scores(tmp_path, caps
     assert [s for s, _ in json.loads(rows["a_transformer.ipynb"]["checks"])] == ["failed"] * 3
     bonus = (tmp_path / "out" / "feedback" / "g_bonus.md").read_text(encoding="utf-8")
     assert "✗ Task 1: the mask: NotImplementedError: not done yet" in bonus, bonus
-    if gr.Run(1, bwrap="x").bwrap and __import__("slmlib.sandbox").sandbox.probe()[0]:
+    if gr.Run(1, bwrap="x").bwrap and __import__("slmlib.tooling.sandbox").sandbox.probe()[0]:
         assert (ref / "ex02_causal_mask.ipynb").read_bytes() == before, "the reference is out of reach"
 
 
@@ -316,7 +316,7 @@ def test_a_notebook_that_kills_its_grading_process_is_recorded_and_the_batch_goe
 
 @pytest.mark.slow
 def test_each_escape_is_stopped_by_the_sandbox(tmp_path, monkeypatch):
-    from slmlib.sandbox import probe
+    from slmlib.tooling.sandbox import probe
 
     bwrap, why = probe()
     if not bwrap:

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from slmlib.config import LEVELS
-from slmlib.course import NOTEBOOKS_DIR
+from slmlib.tooling.course import NOTEBOOKS_DIR
 
 LESSON = NOTEBOOKS_DIR / "02_the_model.ipynb"
 

@@ -74,7 +74,7 @@ def test_papermill_sees_each_parameters_type():
     """`papermill --help-notebook` showed 'Unknown type' for every parameter: the cells are annotated."""
     import papermill
 
-    from slmlib.course import lesson_paths
+    from slmlib.tooling.course import lesson_paths
 
     lessons = lesson_paths()
     assert len(lessons) >= 11

@@ -7,7 +7,7 @@ the floor, or the word-for-word recital.
 import pytest
 
 from slmlib.history import History
-from slmlib.lesson_check import format_checks, ladder_checks, overfitting_checks
+from slmlib.tooling.lesson_check import format_checks, ladder_checks, overfitting_checks
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,7 @@ def test_the_checks_can_fail():
 
 
 def test_the_new_promises_can_fail_too():
-    from slmlib.lesson_check import remedy_checks, step_limited_checks, sweep_checks
+    from slmlib.tooling.lesson_check import remedy_checks, step_limited_checks, sweep_checks
 
     flat = _history([3.0, 2.0, 1.9, 1.9, 1.9, 1.9], [3.0, 2.0, 1.9, 1.9, 1.9, 1.9])
     by_claim = {c["claim"]: c["held"] for c in step_limited_checks({"small": flat})}

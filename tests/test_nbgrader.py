@@ -15,7 +15,7 @@ import pytest
 
 from slmlib import exercises as ex
 from slmlib.__main__ import main
-from slmlib.nbgrader_export import nbgrader_notebook, write_nbgrader_source
+from slmlib.tooling.nbgrader_export import nbgrader_notebook, write_nbgrader_source
 
 ROOT = Path(__file__).resolve().parents[1]
 EXERCISE = "ex02_causal_mask"  # no training: the quickest to run twice under nbgrader

@@ -5,7 +5,7 @@ import nbformat
 import pytest
 
 from slmlib import KERNEL_NAME
-from slmlib.course import NOTEBOOKS_DIR, is_nbval_checked, lesson_paths, run_notebook
+from slmlib.tooling.course import NOTEBOOKS_DIR, is_nbval_checked, lesson_paths, run_notebook
 
 LESSONS = lesson_paths()
 

@@ -113,13 +113,13 @@ def test_a_second_force_keeps_the_levels_real_model(tmp_path):
 def outputs(tmp_path, monkeypatch):
     """A fresh outputs/ holding the ladder's real results, which experiments must leave alone."""
     import slmlib.__main__
-    import slmlib.course
+    import slmlib.tooling.course
 
     folder = tmp_path / "outputs"
     folder.mkdir()
     (folder / "ladder_results.json").write_text('{"levels": [{"level": "the real ladder"}]}')
     monkeypatch.setattr(slmlib.__main__, "OUTPUTS_DIR", folder)
-    monkeypatch.setattr(slmlib.course, "OUTPUTS_DIR", folder)
+    monkeypatch.setattr(slmlib.tooling.course, "OUTPUTS_DIR", folder)
     return folder
 
 
@@ -132,7 +132,7 @@ def test_a_quick_try_does_not_replace_the_ladders_results(outputs, tmp_path, cap
 
 
 def test_course_does_not_print_results_it_did_not_write(outputs, tmp_path, monkeypatch, capsys):
-    import slmlib.course as course
+    import slmlib.tooling.course as course
 
     lesson = tmp_path / "00_x.ipynb"
     lesson.write_text("{}")
@@ -327,14 +327,14 @@ def test_score_html_to_a_place_it_cannot_write(where, little, tmp_path, capsys):
                                   ["train", "--level", "ultra_tiny", "--max-iters", "2", "--results", UNWRITABLE]],
                          ids=["data --dest", "course --out", "bench --out", "train --results"])
 def test_an_unwritable_output_folder_is_refused_before_any_work(argv, monkeypatch, capsys):
-    import slmlib.bench
-    import slmlib.course
+    import slmlib.tooling.bench
+    import slmlib.tooling.course
 
     def no_work(*a, **k):
         raise AssertionError("the work started before the output folder was checked")
 
-    monkeypatch.setattr(slmlib.bench, "run_benchmarks", no_work)
-    monkeypatch.setattr(slmlib.course, "run_course", no_work)
+    monkeypatch.setattr(slmlib.tooling.bench, "run_benchmarks", no_work)
+    monkeypatch.setattr(slmlib.tooling.course, "run_course", no_work)
     _no_training(monkeypatch)
     code, _, err = cli(capsys, *argv)
     assert_one_line_error(code, err, argv[argv.index(next(a for a in argv if a in ("--dest", "--out", "--results")))],

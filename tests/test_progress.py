@@ -1,5 +1,5 @@
 """Progress bars in a batch run (papermill, via the course runner) end on their last line as text."""
-from slmlib.course import kernel_folders
+from slmlib.tooling.course import kernel_folders
 from slmlib.progress import BATCH, progress_bar
 
 

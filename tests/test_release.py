@@ -8,7 +8,7 @@ import sys
 import nbformat
 import pytest
 
-from slmlib import release
+from slmlib.tooling import release
 from slmlib.errors import UsageError
 from slmlib.exercises import BEGIN, END, EXERCISES_DIR, SOLUTIONS_DIR
 from slmlib.paths import ROOT
@@ -134,7 +134,7 @@ def test_lab_serves_the_course_folder():
 
     recipe = re.search(r"^lab:.*\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.M).group(1)
     assert recipe.strip() == "$(BIN)/jupyter lab", recipe
-    for name in ("README.md", "setup_course.py", "slmlib/checks.py", "notebooks/00_setup_check.ipynb"):
+    for name in ("README.md", "setup_course.py", "slmlib/tooling/checks.py", "notebooks/00_setup_check.ipynb"):
         text = (ROOT / name).read_text()
         assert "jupyter lab notebooks" not in text, name
     assert "jupyter lab" in (ROOT / "README.md").read_text()

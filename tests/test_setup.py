@@ -126,7 +126,7 @@ def test_this_environment_has_the_course_kernel_and_runs_slmlib():
     assert "5 large" in out.stdout and "compact vocabulary" in out.stdout
 
 
-# -- lesson 00's checks (slmlib/checks.py): each problem gives its line and its fix -------------
+# -- lesson 00's checks (slmlib/tooling/checks.py): each problem gives its line and its fix -------------
 
 import http.server  # noqa: E402
 import threading  # noqa: E402
@@ -134,7 +134,7 @@ from collections import namedtuple  # noqa: E402
 
 import torch  # noqa: E402
 
-from slmlib import checks  # noqa: E402
+from slmlib.tooling import checks  # noqa: E402
 
 
 def test_checks_use_the_projects_python_floor():

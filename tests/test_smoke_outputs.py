@@ -6,7 +6,7 @@ import os
 
 import nbformat
 
-import slmlib.course as course
+import slmlib.tooling.course as course
 
 # What the lessons do, in small: write through slmlib.paths, as lessons 03-08 and slmlib.experiments do.
 LESSON = '''

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from jupyter_client import AsyncKernelManager
 
-from .paths import ROOT
+from ..paths import ROOT
 
 # What a Python kernel needs from /etc: the loader's cache, users, time zone, certificates, fonts.
 ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "passwd", "group", "nsswitch.conf", "localtime",

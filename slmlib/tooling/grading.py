@@ -47,10 +47,10 @@ from pathlib import Path
 
 import nbformat
 
-from . import __version__
-from .errors import CourseError, UsageError
-from .exercises import ANSI, EXERCISES_DIR, SOLUTIONS_DIR, is_check_cell
-from .paths import ROOT, atomic_write
+from .. import __version__
+from ..errors import CourseError, UsageError
+from ..exercises import ANSI, EXERCISES_DIR, SOLUTIONS_DIR, is_check_cell
+from ..paths import ROOT, atomic_write
 
 # "checks" (added in issue 25): each check's outcome and the hint it printed, as JSON; row_check stays last.
 GRADE_COLUMNS = ("student", "exercise", "passed", "total", "seconds", "error", "notebook", "sha256",
@@ -150,7 +150,7 @@ def _check_cell(ref: Reference, k: int):
 def course_version() -> str:
     """The package version plus a hash of its code: grades from another version are graded again."""
     digest = hashlib.sha256()
-    for path in sorted((ROOT / "slmlib").glob("*.py")):
+    for path in sorted((ROOT / "slmlib").rglob("*.py")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return f"{__version__}+{digest.hexdigest()[:10]}"
 
@@ -890,7 +890,7 @@ def _short(names: list[str]) -> dict[str, str]:
 
 def grade_report(rows: list[dict], run: Run, notes: list[str] = (), refs: dict[str, Reference] | None = None,
                  batch: dict | None = None) -> str:
-    from .tables import format_table
+    from ..tables import format_table
 
     def safe(row: dict) -> dict:
         return {k: escape(v) if isinstance(v, str) else v for k, v in row.items()}
@@ -1191,7 +1191,7 @@ def _grade_all(todo: list[Submission], refs: dict[str, Reference], jobs: int, re
 
     -> the grader's own failures ("notebook: why"); their rows are recorded too, and graded again on a rerun.
     """
-    from .progress import progress_bar
+    from ..progress import progress_bar
     from .sandbox import kill_tree
 
     failed = []

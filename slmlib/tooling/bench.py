@@ -20,13 +20,13 @@ from pathlib import Path
 
 import torch
 
-from .config import LEVELS, PRESETS, LevelConfig
-from .data import load_data, write_atomic
-from .tables import format_table
-from .kv_cache import generate_cached
-from .model import TinyGPT
-from .step import make_optimizer, train_step
-from .train import train
+from ..config import LEVELS, PRESETS, LevelConfig
+from ..data import load_data, write_atomic
+from ..tables import format_table
+from ..kv_cache import generate_cached
+from ..model import TinyGPT
+from ..step import make_optimizer, train_step
+from ..train import train
 
 LADDER_TARGET_S = 180.0  # ladder < 3 minutes
 RATIO_TARGET = 10.0  # compact >= 10x full vocabulary at the three smallest levels
@@ -225,7 +225,7 @@ def kv_cache_speed(name: str, model: TinyGPT, vocab, n_tokens: int, repeats: int
 
 
 def run_benchmarks(quick: bool = False, out_dir: Path | str = Path("benchmarks/results")) -> dict:
-    from .progress import progress_bar
+    from ..progress import progress_bar
 
     s, out_dir = SETTINGS[bool(quick)], Path(out_dir)
     levels = list(LEVELS.values())

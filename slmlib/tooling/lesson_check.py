@@ -10,13 +10,13 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import paths
-from .checkpoint import default_path, load_model
-from .config import LEVELS
-from .data import load_data
-from .history import History
-from .metrics import recital
-from .tables import format_table
+from .. import paths
+from ..checkpoint import default_path, load_model
+from ..config import LEVELS
+from ..data import load_data
+from ..history import History
+from ..metrics import recital
+from ..tables import format_table
 
 BEST_BY = 0.6  # the best validation step comes at most 60% of the way through the run ...
 RISE = {"ultra_tiny": 0.3, "tiny": 0.2}  # ... and validation loss then rises at least this much

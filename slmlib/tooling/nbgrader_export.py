@@ -19,8 +19,8 @@ from pathlib import Path
 
 import nbformat
 
-from .exercises import BEGIN, KERNELSPEC, SOLUTIONS_DIR, is_check_cell, strip_solutions
-from .paths import atomic_write
+from ..exercises import BEGIN, KERNELSPEC, SOLUTIONS_DIR, is_check_cell, strip_solutions
+from ..paths import atomic_write
 
 SCHEMA_VERSION = 3  # nbgrader's cell metadata schema (nbgrader 0.6 to 0.9)
 POINTS_PER_CHECK = 1

@@ -12,8 +12,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from . import KERNEL_NAME
-from .paths import ROOT
+from .. import KERNEL_NAME
+from ..paths import ROOT
 
 MIN_PYTHON = (3, 10)  # pyproject.toml: requires-python = ">=3.10"
 MIN_FREE_BYTES = 2 * 1024**3
@@ -197,7 +197,7 @@ def _disk() -> str:
 
 
 def _device() -> str:
-    from .device import GPU_MIN_PARAMS, available_gpu
+    from ..device import GPU_MIN_PARAMS, available_gpu
 
     gpu = available_gpu()
     where = f"a {gpu} GPU is present" if gpu else "no GPU found"
@@ -206,7 +206,7 @@ def _device() -> str:
 
 
 def _tokenizer() -> str:
-    from .tokenizer import gpt2
+    from ..tokenizer import gpt2
 
     ids = gpt2().encode("Hello world")
     if ids != [15496, 995]:
@@ -215,7 +215,7 @@ def _tokenizer() -> str:
 
 
 def _data() -> str:
-    from .data import load_stats, read_stories, split_path, verify_split
+    from ..data import load_stats, read_stories, split_path, verify_split
 
     stats = load_stats()
     for split in ("train", "val", "test"):
@@ -281,10 +281,10 @@ def run_checks() -> None:
 
 def device_plan(device: str = "auto") -> list[dict]:
     """Which device trains each level, and why (the lesson's `device` parameter, default "auto")."""
-    from .config import LEVELS
-    from .data import load_stats
-    from .device import auto_device, pick_device
-    from .model import TinyGPT
+    from ..config import LEVELS
+    from ..data import load_stats
+    from ..device import auto_device, pick_device
+    from ..model import TinyGPT
 
     vocab_size = load_stats()["compact_vocab_size"]
     rows = []

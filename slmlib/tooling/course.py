@@ -11,9 +11,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from . import KERNEL_NAME, paths
-from .paths import MODELS_DIR, OUTPUTS_DIR, atomic_write
-from .progress import BATCH
+from .. import KERNEL_NAME, paths
+from ..paths import MODELS_DIR, OUTPUTS_DIR, atomic_write
+from ..progress import BATCH
 
 
 def notebooks_dir() -> Path:
@@ -135,8 +135,8 @@ def kernel_folders(outputs: Path, models: Path, threads: int | None = None) -> I
 
 def runs_beside_the_lessons() -> list:
     """The small runs lessons 04 and 08 need (the remedies, then the sweep), in the order they need them."""
-    from .experiments import remedy_plan
-    from .sweep import sweep_configs
+    from ..experiments import remedy_plan
+    from ..sweep import sweep_configs
 
     configs, seen = [], set()
     for cfg in [c for _, c in remedy_plan()] + sweep_configs():
@@ -148,7 +148,7 @@ def runs_beside_the_lessons() -> list:
 
 
 def _train_each(configs: list, runs_dir: str) -> None:
-    from .sweep import train_many
+    from ..sweep import train_many
 
     train_many(configs, jobs=1, progress=False, runs_dir=runs_dir, threads=1)
 
@@ -177,7 +177,7 @@ def training_beside(configs: list, runs_dir: Path) -> Iterator:
 def _fingerprint(path: Path, parameters: dict) -> str:
     """What a lesson's result depends on: its source, the library's code, its parameters."""
     h = hashlib.sha256(path.read_bytes())
-    for source in sorted((paths.root() / "slmlib").glob("*.py")):
+    for source in sorted((paths.root() / "slmlib").rglob("*.py")):
         h.update(source.read_bytes())
     h.update(json.dumps(parameters, sort_keys=True).encode())
     return h.hexdigest()
@@ -185,9 +185,9 @@ def _fingerprint(path: Path, parameters: dict) -> str:
 
 def _models_still_there(path: Path, smoke: bool, models_dir: Path) -> bool:
     """A lesson that trains a level is only skipped while the model it saved is still there."""
-    from .checkpoint import model_path
-    from .config import LEVELS
-    from .lesson import level_config
+    from ..checkpoint import model_path
+    from ..config import LEVELS
+    from ..lesson import level_config
 
     level = next((name for name in LEVELS if path.stem.endswith(f"_{name}")), None)
     return level is None or model_path(level_config(level, smoke=smoke), models_dir).is_file()
@@ -246,8 +246,8 @@ def run_course(smoke: bool = False, only: Sequence[str] | None = None,
     After an interruption, a rerun skips the lessons that already finished from the same
     notebook, library code and parameters (and says so); fresh=True reruns them all.
     """
-    from .experiments import LADDER_COLUMNS
-    from .tables import format_table
+    from ..experiments import LADDER_COLUMNS
+    from ..tables import format_table
 
     lessons = lesson_paths(only=only)
     if not lessons:

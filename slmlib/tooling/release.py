@@ -12,9 +12,9 @@ from pathlib import Path
 
 import nbformat
 
-from . import paths
-from .errors import UsageError
-from .exercises import BEGIN, END
+from .. import paths
+from ..errors import UsageError
+from ..exercises import BEGIN, END
 
 FILES = ("README.md", "Makefile", "setup_course.py", "requirements.txt", "environment.yml", "pyproject.toml")
 FOLDERS = ("notebooks", "exercises", "data", "slmlib")
@@ -132,7 +132,7 @@ def build_release(dest: Path, root: Path | None = None, force: bool = False) -> 
     Refuses when exercises/ is out of date with solutions/ (it would ship old exercises) and when
     any solution text is found in what it wrote; returns the files written.
     """
-    from .exercises import build_exercises
+    from ..exercises import build_exercises
 
     root, dest = paths.root(root).resolve(), Path(dest).resolve()
     if dest == root or dest in root.parents or any(dest == root / n or root / n in dest.parents
