@@ -110,8 +110,9 @@ def _run_or_load(cfg: LevelConfig, threads: int | None, runs_dir: Path | str | N
     from filelock import FileLock
 
     path = _run_file(cfg, Path(runs_dir))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path.with_suffix(".lock"))):
+    lock = path.parent / ".locks" / f"{path.stem}.lock"  # out of sight: a lock file outlives its lock
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock)):
         run = load_run(cfg, runs_dir)
         if run is None:
             run = _run_one(cfg, threads)
