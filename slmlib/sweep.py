@@ -29,6 +29,7 @@ from pathlib import Path
 from .config import LEVELS, LevelConfig
 from .errors import UsageError
 from .paths import DATA_DIR, OUTPUTS_DIR, ROOT, atomic_write
+from .workers import end_with_parent
 
 SWEEP_STORIES = (100, 200, 500, 1000, 3000, 10000)
 HELD_OUT_STORIES = 2000  # not in the fit: the law must predict it
@@ -147,7 +148,8 @@ def train_many(configs: Sequence[LevelConfig], jobs: int = 2, progress: bool = T
             bar.update(1)
 
     if jobs > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=get_context("spawn"),
+                                 initializer=end_with_parent) as pool:
             done = pool.map(_run_or_load, [configs[i] for i in todo], [1] * len(todo), [runs_dir] * len(todo))
             for i, run in zip(todo, done):
                 finished(i, run)

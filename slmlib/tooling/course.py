@@ -149,6 +149,9 @@ def runs_beside_the_lessons() -> list:
 
 def _train_each(configs: list, runs_dir: str) -> None:
     from ..sweep import train_many
+    from ..workers import end_with_parent
+
+    end_with_parent()
 
     train_many(configs, jobs=1, progress=False, runs_dir=runs_dir, threads=1)
 

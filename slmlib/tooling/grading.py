@@ -51,6 +51,7 @@ from .. import __version__
 from ..errors import CourseError, UsageError
 from ..exercises import ANSI, EXERCISES_DIR, SOLUTIONS_DIR, is_check_cell
 from ..paths import ROOT, atomic_write
+from ..workers import end_with_parent
 
 # "checks" (added in issue 25): each check's outcome and the hint it printed, as JSON; row_check stays last.
 GRADE_COLUMNS = ("student", "exercise", "passed", "total", "seconds", "error", "notebook", "sha256",
@@ -1160,6 +1161,7 @@ def _start_worker() -> None:
     if hasattr(os, "setsid"):
         os.setsid()
     signal.signal(signal.SIGTERM, _stop_worker)
+    end_with_parent()  # the grader killed, even with kill -9: the worker and its sandbox go too
 
 
 def _stop_worker(signum=signal.SIGTERM, frame=None) -> None:
