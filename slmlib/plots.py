@@ -119,7 +119,7 @@ def plot_ladder_curves(histories: Mapping[str, object], floor: float | None = No
     n = len(histories)
     cols = min(3, n)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.7 * cols, 3.1 * rows), squeeze=False, dpi=WIDE_DPI)
     for ax, (name, history) in zip(axes.flat, histories.items()):
         plot_history(history, floor, ax=ax, refs=(refs or {}).get(name),
                      title=f"{name}: {history.config.get('stories'):,} stories")
@@ -176,10 +176,16 @@ def close_figure(fig) -> None:
     plt.close(fig)
 
 
+# Figures of two or more panels are drawn at 80 dpi: about 900 pixels wide, the width of a notebook
+# cell, so nothing is lost on screen and an executed lesson stays small (a 6-panel figure at 100 dpi
+# was 250 KB of lesson 08). Saved files in outputs/ get a little more.
+WIDE_DPI, SAVED_DPI = 80, 100
+
+
 def _finish(fig, path):
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=SAVED_DPI)
     return fig
 
 
@@ -187,7 +193,7 @@ def plot_sweep(result: Mapping, path: str | Path | None = None):
     """The controlled experiment: best validation loss and where it came, and the law with its test."""
     summary, rows, fit, floor = result["summary"], result["rows"], result.get("fit") or {}, result["floor"]
     stories = [s["stories"] for s in summary]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.3))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.1), dpi=WIDE_DPI)
     ax = axes[0]
     ax.errorbar(stories, [s["best_val"] for s in summary], yerr=[s["best_val_sd"] for s in summary], fmt="o-",
                 capsize=4, linewidth=2, label="best val (mean ± sd over seeds)")
@@ -198,7 +204,7 @@ def plot_sweep(result: Mapping, path: str | Path | None = None):
     for s in summary:
         if s["turned_up"]:
             ax.annotate(f"turned up\n({s['turned_up']}/{s['seeds']} seeds)", (s["stories"], s["best_val"]),
-                        textcoords="offset points", xytext=(6, 6), fontsize=7)
+                        textcoords="offset points", xytext=(8, -4), fontsize=7, va="top")  # below-right: clear of the title
     ax.axhline(floor, label=f"entropy floor {floor:.2f}", **FLOOR_STYLE)
     ax.set_xscale("log")
     ax.set_xlabel("training stories (log scale)")
@@ -245,7 +251,7 @@ def plot_remedies(histories: Mapping[str, Sequence], floor: float | None = None,
 
     Side by side, so a remedy that only makes the training loss worse is seen as such.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.3))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.1), dpi=WIDE_DPI)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     losses, vals = [], []
     for (name, runs), color in zip(histories.items(), colors):
