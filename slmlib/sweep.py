@@ -96,6 +96,9 @@ def _run_one(cfg: LevelConfig, threads: int | None) -> dict:
         torch.set_num_threads(threads)
     data = load_data(cfg)
     history = train(cfg, data=data, save=False, progress=False, device="cpu")
+    if history.status != "completed":  # Ctrl-C, SIGTERM, or the parent gone: stop, not on to the next run
+        raise KeyboardInterrupt(f"stopped during the run on {cfg.stories:,} stories, seed {cfg.seed}; "
+                                "the finished runs are kept")
     return {**history.to_dict(), "train_tokens": int(data.train.numel()), "floor": data.floor.get("val")}
 
 

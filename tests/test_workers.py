@@ -46,3 +46,26 @@ def test_a_worker_ends_when_its_parent_is_killed(tmp_path):
         time.sleep(0.1)
     os.kill(child, signal.SIGKILL)
     pytest.fail("the worker outlived its killed parent")
+
+
+def test_a_stopped_run_stops_the_runs_after_it(monkeypatch, tiny_config):
+    """train() turns SIGTERM/Ctrl-C into an interrupted run; the sweep must then stop, not train the next."""
+    from slmlib import sweep
+    from slmlib.history import History
+
+    def interrupted(cfg, **kw):
+        return History(config=cfg.to_dict(), status="interrupted")
+
+    monkeypatch.setattr("slmlib.train.train", interrupted)
+    with pytest.raises(KeyboardInterrupt, match="finished runs are kept"):
+        sweep.train_many([tiny_config.replace(seed=s) for s in (1, 2)], jobs=1, progress=False, runs_dir=None)
+
+
+def test_sigterm_stops_the_course_as_ctrl_c_does():
+    from slmlib.tooling.course import _sigterm_as_ctrl_c
+
+    with pytest.raises(KeyboardInterrupt):
+        with _sigterm_as_ctrl_c():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+    assert signal.getsignal(signal.SIGTERM) is not None

@@ -133,6 +133,26 @@ def kernel_folders(outputs: Path, models: Path, threads: int | None = None) -> I
                 os.environ[key] = value
 
 
+@contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (kill, a scheduler's timeout) stops the course as Ctrl-C does: the running lesson's kernel is
+    shut down and the worker beside it stopped, instead of both running on without their parent."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def runs_beside_the_lessons() -> list:
     """The small runs lessons 04 and 08 need (the remedies, then the sweep), in the order they need them."""
     from ..experiments import remedy_plan
@@ -272,7 +292,7 @@ def run_course(smoke: bool = False, only: Sequence[str] | None = None,
     state = {} if fresh else _read_state(out_dir)
     # A full run of every lesson trains lesson 04's and 08's small runs beside the lessons.
     beside = training_beside(runs_beside_the_lessons(), outputs_dir / "runs") if not (smoke or only) else nullcontext()
-    with beside as worker:
+    with _sigterm_as_ctrl_c(), beside as worker:
         rows = _run_lessons(lessons, smoke, out_dir, outputs_dir, models_dir, state, worker)
     total = round(time.perf_counter() - start, 1)
     print("\n" + format_table(rows, ["notebook", "seconds", "status"]))
