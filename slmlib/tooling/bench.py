@@ -225,7 +225,10 @@ def kv_cache_speed(name: str, model: TinyGPT, vocab, n_tokens: int, repeats: int
 
 
 def run_benchmarks(quick: bool = False, out_dir: Path | str = Path("benchmarks/results")) -> dict:
+    from ..allocator import keep_freed_blocks
     from ..progress import progress_bar
+
+    keep_freed_blocks()  # as train() does, so the raw step timings are those of training
 
     s, out_dir = SETTINGS[bool(quick)], Path(out_dir)
     levels = list(LEVELS.values())
