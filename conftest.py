@@ -19,6 +19,16 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # quiets a debugger warning in kernels
 
+# Keep freed memory for the next step (slmlib/allocator.py says why: a third of a small model's training step
+# was the kernel zeroing pages). train() sets it in its own process; these variables give the same thresholds,
+# from their start, to every process the tests start (kernels, the background pool, `python -m slmlib`), for
+# the work outside train() too (lesson 08's evaluation, generation). slmlib.allocator imports nothing heavy.
+from slmlib.allocator import MMAP_THRESHOLD, TRIM_THRESHOLD, keep_freed_blocks  # noqa: E402  (after the folders)
+
+os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(MMAP_THRESHOLD))
+os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(TRIM_THRESHOLD))
+keep_freed_blocks()  # and this process, which started before they were set
+
 
 def pytest_ignore_collect(collection_path, config):
     """nbval re-runs only the lessons that have cells whose outputs it compares.

@@ -2,11 +2,16 @@
 
 Here, not in conftest.py, so that a spawned worker process can import it by name.
 """
+import contextlib
+import io
 import os
 
 
-def set_env(env: dict) -> None:
+def set_env(env: dict, nice: int = 0) -> None:
+    """A worker's start: its environment, and its priority (the kernels it starts inherit both)."""
     os.environ.update(env)
+    if nice and hasattr(os, "nice"):
+        os.nice(nice)
 
 
 def train_level(name: str):
@@ -23,3 +28,28 @@ def train_level(name: str):
     recital = level_recital(name, history.model, data.vocab, data)
     history.model = history.data = None  # the checks read the records; the weights need not cross processes
     return history, recital, data.floor
+
+
+def run_notebook(path, out_path, parameters: dict, env: dict | None = None, **kwargs) -> dict:
+    """slmlib's run_notebook with these environment variables for its kernel (SLM_MODELS_DIR, ...), as
+    monkeypatch.setenv gives a test's own kernel; the worker's own environment is put back afterwards."""
+    from slmlib.tooling.course import run_notebook
+
+    before = {k: os.environ.get(k) for k in env or {}}
+    os.environ.update(env or {})
+    try:
+        return run_notebook(path, out_path, parameters, **kwargs)
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def quick_benchmark(out_dir) -> dict:
+    """`slmlib bench --quick` into out_dir, its report and progress bar kept out of the test's output."""
+    from slmlib.tooling.bench import run_benchmarks
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return run_benchmarks(quick=True, out_dir=out_dir)

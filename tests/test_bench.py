@@ -6,14 +6,15 @@ import json
 
 import pytest
 
-from slmlib.tooling.bench import PROFILE_BUCKETS, run_benchmarks
+from slmlib.tooling.bench import PROFILE_BUCKETS
 from slmlib.config import LEVELS
 
 
 @pytest.mark.slow
-def test_quick_benchmark_writes_every_section(tmp_path):
-    res = run_benchmarks(quick=True, out_dir=tmp_path)
-    [json_path] = list(tmp_path.glob("*.json"))
+def test_quick_benchmark_writes_every_section(bench_run):
+    out_dir, future = bench_run  # run_benchmarks(quick=True, out_dir=out_dir) in the session's pool (tests/conftest.py)
+    res = future.result()
+    [json_path] = list(out_dir.glob("*.json"))
     assert json_path.with_suffix(".md").is_file()
     saved = json.loads(json_path.read_text())
     assert saved == json.loads(json.dumps(res))

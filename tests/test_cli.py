@@ -1,4 +1,6 @@
-"""The command line, end to end, on a tiny run (subprocesses, like a user would type)."""
+"""The command line, end to end, on a tiny run: `train` and `test` in subprocesses, like a user would type them;
+reading the trained model and the one-line errors in-process (tests/cli_support.py: main() as `python -m slmlib`
+calls it, without a second or two of importing torch for each)."""
 import json
 import os
 import subprocess
@@ -6,7 +8,9 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.slow  # every test starts `python -m slmlib` (a second or more each to import torch)
+from cli_support import cli
+
+pytestmark = pytest.mark.slow  # `python -m slmlib train` and `test` in subprocesses (a second or more each for torch)
 
 
 def run(*args, env=None, check=True):
@@ -51,13 +55,15 @@ def test_train_writes_model_index_and_results(trained):
     assert (root / "outputs" / "training_curves.png").stat().st_size > 1000
 
 
-def test_generate_and_info_and_test(trained):
+@pytest.mark.filterwarnings("ignore:.*trained with other settings")  # the fixture trains 20 steps, on purpose
+def test_generate_and_info_and_test(trained, capsys):
     root, env = trained
     ckpt = root / "models" / "model_ultra_tiny_100_stories.pt"
-    out = run("generate", "--checkpoint", str(ckpt), "--prompt", "Once upon a time", "--max-new-tokens", "10",
-              env=env).stdout
-    assert out.startswith("Once upon a time")
-    assert "ultra_tiny" in run("info", "--models", str(root / "models"), env=env).stdout
+    code, out, err = cli(capsys, "generate", "--checkpoint", ckpt, "--prompt", "Once upon a time",
+                         "--max-new-tokens", "10")
+    assert code == 0 and out.startswith("Once upon a time"), err
+    code, out, err = cli(capsys, "info", "--models", root / "models")
+    assert code == 0 and "ultra_tiny" in out, err
     r = run("test", "--models", str(root / "models"), "--fresh", "10", env=env)
     assert "ultra_tiny" in r.stdout
     assert json.loads((root / "outputs" / "test_results_new_data.json").read_text())["models"][0]["test_loss"] > 0
@@ -69,17 +75,19 @@ def test_generate_and_info_and_test(trained):
     (["generate", "--prompt", "Hi"], "exactly one of --level"),
     (["test", "--models", "/nonexistent"], "no trained models"),
 ])
-def test_bad_input_is_one_line_without_traceback(args, message, tmp_path):
-    r = run(*args, env={"SLM_MODELS_DIR": str(tmp_path)}, check=False)
-    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+def test_bad_input_is_one_line_without_traceback(args, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SLM_MODELS_DIR", str(tmp_path))
+    code, _, err = cli(capsys, *args)  # an exception escaping main() would fail the test here
+    assert code == 2 and message in err and "Traceback" not in err
 
 
-def test_empty_prompt_and_corrupt_checkpoint(trained, tmp_path):
+@pytest.mark.filterwarnings("ignore:.*trained with other settings")  # the fixture trains 20 steps, on purpose
+def test_empty_prompt_and_corrupt_checkpoint(trained, tmp_path, capsys):
     root, env = trained
     ckpt = root / "models" / "model_ultra_tiny_100_stories.pt"
-    r = run("generate", "--checkpoint", str(ckpt), "--prompt", "  ", env=env, check=False)
-    assert r.returncode == 2 and "prompt is empty" in r.stderr
+    code, _, err = cli(capsys, "generate", "--checkpoint", ckpt, "--prompt", "  ")
+    assert code == 2 and "prompt is empty" in err
     bad = tmp_path / "bad.pt"
     bad.write_bytes(ckpt.read_bytes()[:500])
-    r = run("generate", "--checkpoint", str(bad), "--prompt", "Hi", check=False)
-    assert r.returncode == 2 and "not a readable checkpoint" in r.stderr and "Traceback" not in r.stderr
+    code, _, err = cli(capsys, "generate", "--checkpoint", bad, "--prompt", "Hi")
+    assert code == 2 and "not a readable checkpoint" in err and "Traceback" not in err

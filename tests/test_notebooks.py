@@ -1,11 +1,12 @@
-"""The lessons: structure of the committed files, and a smoke run of each with papermill."""
+"""The lessons: structure of the committed files, and a smoke run of each with papermill (in the session's
+background pool, tests/conftest.py)."""
 import re
 
 import nbformat
 import pytest
 
 from slmlib import KERNEL_NAME
-from slmlib.tooling.course import NOTEBOOKS_DIR, is_nbval_checked, lesson_paths, run_notebook
+from slmlib.tooling.course import is_nbval_checked, lesson_paths
 
 LESSONS = lesson_paths()
 
@@ -36,57 +37,52 @@ def test_checked_cells_hold_their_expected_outputs():
     assert all(c.outputs for c in checked), "run `python -m slmlib notebooks refresh` to record them"
 
 
-@pytest.fixture(scope="module")
-def executed(tmp_path_factory):
-    return tmp_path_factory.mktemp("executed")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
-def test_lesson_runs_in_smoke_mode(path, executed, request):
+def test_lesson_runs_in_smoke_mode(path, lesson_runs, request):
+    """Each lesson runs in the session's background pool, in order (tests/conftest.py, lesson_runs)."""
     if path.name in getattr(request.config, "nbval_lessons", ()):  # the root conftest.py fills it
         pytest.skip("nbval runs this lesson in this session (smoke mode, any error fails it) and compares "
                     "its checked cells: one run is enough")
-    row = run_notebook(path, executed / path.name, {"smoke": True})
+    executed, runs = lesson_runs
+    row = runs[path.name].result()
     assert row["status"] == "ok", row["error"]
     nb = nbformat.read(executed / path.name, as_version=4)
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
 
 
+# The three tests below read runs made side by side in the session's pool (tests/conftest.py, papermill_runs).
+
 @pytest.mark.slow
-def test_bad_papermill_parameters_fail_clearly(tmp_path):
-    lesson = NOTEBOOKS_DIR / "03_ultra_tiny.ipynb"
-    row = run_notebook(lesson, tmp_path / "a.ipynb", {"smoke": True, "level": "huge"})
+def test_bad_papermill_parameters_fail_clearly(papermill_runs):
+    row = papermill_runs["bad level"][1].result()  # lesson 03 with {"smoke": True, "level": "huge"}
     assert row["status"] == "failed" and "unknown level 'huge'; valid levels" in row["error"]
-    row = run_notebook(lesson, tmp_path / "b.ipynb", {"smoke": True, "max_iters": "ten"})
+    row = papermill_runs["bad max_iters"][1].result()  # {"smoke": True, "max_iters": "ten"}
     assert "max_iters must be a whole number" in row["error"]
-    row = run_notebook(lesson, tmp_path / "c.ipynb", {"smoke": "yes"})
+    row = papermill_runs["bad smoke"][1].result()  # {"smoke": "yes"}
     assert "smoke must be True or False" in row["error"]
-    row = run_notebook(lesson, tmp_path / "d.ipynb", {"smoke": True, "level": "tiny"})  # ultra-tiny's text, tiny's run
+    row = papermill_runs["bad lesson"][1].result()  # {"smoke": True, "level": "tiny"}: ultra-tiny's text, tiny's run
     assert row["status"] == "failed" and "this lesson is about ultra_tiny" in row["error"] \
         and "notebooks/04_tiny.ipynb" in row["error"]
 
 
 @pytest.mark.slow
-def test_comparison_before_training_says_what_to_run(tmp_path, monkeypatch):
-    monkeypatch.setenv("SLM_MODELS_DIR", str(tmp_path / "empty"))
-    row = run_notebook(NOTEBOOKS_DIR / "08_compare_levels.ipynb", tmp_path / "08.ipynb", {"smoke": True})
+def test_comparison_before_training_says_what_to_run(papermill_runs):
+    row = papermill_runs["08 before training"][1].result()  # lesson 08 with SLM_MODELS_DIR an empty folder
     assert row["status"] == "failed"
     assert "03_ultra_tiny.ipynb" in row["error"] and "python -m slmlib train --level ultra_tiny" in row["error"]
 
 
 @pytest.mark.slow
-def test_a_students_quick_try_never_replaces_a_levels_model(tmp_path, monkeypatch):
+def test_a_students_quick_try_never_replaces_a_levels_model(papermill_runs):
     """The papermill run from issue 14, a few steps of medium (now in medium's own lesson: lesson 03 refuses
-    another level, as its text describes ultra-tiny's run)."""
-    models = tmp_path / "models"
-    monkeypatch.setenv("SLM_MODELS_DIR", str(models))
+    another level, as its text describes ultra-tiny's run): lesson 06 with {"smoke": True, "level": "medium",
+    "max_iters": 3}, its models folder holding medium's own model before the run."""
+    folder, future = papermill_runs["quick try"]
+    models = folder / "models"
     own = models / "model_medium_3000_stories.pt"
-    own.parent.mkdir()
-    own.write_bytes(b"medium's trained model")
-    row = run_notebook(NOTEBOOKS_DIR / "06_medium.ipynb", tmp_path / "06.ipynb",
-                       {"smoke": True, "level": "medium", "max_iters": 3})
+    row = future.result()
     assert row["status"] == "ok", row["error"]
     assert own.read_bytes() == b"medium's trained model"
     assert len(list((models / "experiments").glob("model_medium_3000_stories__*max_iters=3*.pt"))) == 1
