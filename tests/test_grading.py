@@ -211,7 +211,7 @@ def test_forged_checks_score_nothing_and_honest_work_still_scores(tmp_path, caps
     assert [s for s, _ in json.loads(rows["a_transformer.ipynb"]["checks"])] == ["failed"] * 3
     bonus = (tmp_path / "out" / "feedback" / "g_bonus.md").read_text(encoding="utf-8")
     assert "✗ Task 1: the mask: NotImplementedError: not done yet" in bonus, bonus
-    if gr.Run(1, bwrap="x").bwrap and __import__("slmlib.tooling.sandbox").sandbox.probe()[0]:
+    if gr.Run(1, bwrap="x").bwrap and __import__("slmlib.tooling.sandbox").tooling.sandbox.probe()[0]:
         assert (ref / "ex02_causal_mask.ipynb").read_bytes() == before, "the reference is out of reach"
 
 
