@@ -33,18 +33,10 @@ def train_level(name: str):
 def run_notebook(path, out_path, parameters: dict, env: dict | None = None, **kwargs) -> dict:
     """slmlib's run_notebook with these environment variables for its kernel (SLM_MODELS_DIR, ...), as
     monkeypatch.setenv gives a test's own kernel; the worker's own environment is put back afterwards."""
-    from slmlib.tooling.course import run_notebook
+    from slmlib.tooling.course import environment, run_notebook
 
-    before = {k: os.environ.get(k) for k in env or {}}
-    os.environ.update(env or {})
-    try:
+    with environment(env or {}):
         return run_notebook(path, out_path, parameters, **kwargs)
-    finally:
-        for k, v in before.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def quick_benchmark(out_dir) -> dict:

@@ -119,10 +119,16 @@ def run_folders(smoke: bool) -> tuple[Path, Path]:
 def kernel_folders(outputs: Path, models: Path, threads: int | None = None) -> Iterator[None]:
     """The kernels papermill starts inherit this process's environment: point their slmlib.paths there
     (and, given threads, cap torch's threads: one core is busy with the runs trained beside the lessons)."""
-    wanted = {"SLM_OUTPUTS_DIR": str(outputs), "SLM_MODELS_DIR": str(models), BATCH: "1",
-              **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
-    saved = {key: os.environ.get(key) for key in wanted}
-    os.environ.update(wanted)
+    with environment({"SLM_OUTPUTS_DIR": str(outputs), "SLM_MODELS_DIR": str(models), BATCH: "1",
+                      **({"OMP_NUM_THREADS": str(threads)} if threads else {})}):
+        yield
+
+
+@contextmanager
+def environment(variables: dict) -> Iterator[None]:
+    """Set these environment variables (which processes started inside inherit), then put back what was."""
+    saved = {key: os.environ.get(key) for key in variables}
+    os.environ.update(variables)
     try:
         yield
     finally:
