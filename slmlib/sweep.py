@@ -119,9 +119,8 @@ def _run_or_load(cfg: LevelConfig, threads: int | None, runs_dir: Path | str | N
     with FileLock(str(lock)):
         run = load_run(cfg, runs_dir)
         if run is None:
-            run = _run_one(cfg, threads)
-            if run.get("status") == "completed":  # a run stopped by a signal is not kept as a result
-                save_run(cfg, run, runs_dir)
+            run = _run_one(cfg, threads)  # a run stopped by a signal raises: only finished runs are kept
+            save_run(cfg, run, runs_dir)
     return run
 
 
