@@ -266,9 +266,11 @@ def _nbgrader_source(dest: Path | None) -> None:
 def cmd_release(args) -> None:
     from .tooling.release import build_release
 
-    written = build_release(args.dest, force=args.force)
-    print(f"student release: {len(written)} files in {args.dest} (lessons, exercises, data, slmlib, set-up; "
-          "no solutions/, and no solution line found in it). Hand out that folder; `make lab` inside it "
+    written = build_release(args.dest, force=args.force, with_runs=args.with_runs)
+    runs = sum(1 for p in written if p.parent.name == "runs")
+    print(f"student release: {len(written)} files in {args.dest} (lessons, exercises, data, slmlib, set-up"
+          + (f", and your {runs} small runs of lessons 04 and 08, which the students' lessons will load" if runs else "")
+          + "; no solutions/, and no solution line found in it). Hand out that folder; `make lab` inside it "
           "sets up and opens the course.")
 
 
@@ -528,6 +530,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "then reads it back and refuses (removing DEST) if any solution text is in it.")
     r.add_argument("dest", type=Path, help="a new or empty folder, e.g. build/student-release")
     r.add_argument("--force", action="store_true", help="replace an earlier release in DEST")
+    r.add_argument("--with-runs", action="store_true",
+                   help="also ship your finished small runs of lessons 04 and 08 (outputs/runs/), so the "
+                        "students' lessons load them and train only the ladder (for slow laptops)")
     r.set_defaults(func=cmd_release)
 
     gr = sub.add_parser("grade", help="run students' exercise notebooks and write a score table",

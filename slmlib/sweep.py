@@ -63,13 +63,14 @@ def run_key(cfg: LevelConfig) -> str:
     return h.hexdigest()[:20]
 
 
-def _run_file(cfg: LevelConfig, runs_dir: Path) -> Path:
+def run_file(cfg: LevelConfig, runs_dir: Path) -> Path:
+    """Where the run with these settings is kept in runs_dir (its name says its size, seed and key)."""
     return Path(runs_dir) / f"{cfg.name}-{cfg.stories}-seed{cfg.seed}-{run_key(cfg)}.json"
 
 
 def load_run(cfg: LevelConfig, runs_dir: Path | str = RUNS_DIR) -> dict | None:
     """A finished run with exactly these settings, if one was kept; None otherwise."""
-    path = _run_file(cfg, runs_dir)
+    path = run_file(cfg, runs_dir)
     try:
         run = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -79,7 +80,7 @@ def load_run(cfg: LevelConfig, runs_dir: Path | str = RUNS_DIR) -> dict | None:
 
 
 def save_run(cfg: LevelConfig, run: dict, runs_dir: Path | str = RUNS_DIR) -> Path:
-    path = _run_file(cfg, runs_dir)
+    path = run_file(cfg, runs_dir)
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps({**run, "key": run_key(cfg)}) + "\n",
                                                         encoding="utf-8"))
     return path
@@ -113,7 +114,7 @@ def _run_or_load(cfg: LevelConfig, threads: int | None, runs_dir: Path | str | N
         return _run_one(cfg, threads)
     from filelock import FileLock
 
-    path = _run_file(cfg, Path(runs_dir))
+    path = run_file(cfg, Path(runs_dir))
     lock = path.parent / ".locks" / f"{path.stem}.lock"  # out of sight: a lock file outlives its lock
     lock.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock)):

@@ -153,3 +153,27 @@ def test_reset_outputs_keeps_the_venv_and_the_models(tmp_path):
     left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     assert left == [".venv/.installed", ".venv/bin/python", "Makefile", "models/.gitkeep",
                     "models/model_tiny_200_stories.pt", "outputs/.gitkeep"]
+
+
+def test_release_with_runs_carries_every_small_run_or_none(tmp_path):
+    """The classroom set-up: the instructor's finished runs of lessons 04 and 08 travel with the release,
+    where the lessons' run cache finds them (same settings, data and code); a missing one stops the build."""
+    from slmlib import sweep
+    from slmlib.tooling.course import runs_beside_the_lessons
+
+    _mini_course(tmp_path / "course", "Hint: multiply")
+    kept = tmp_path / "runs"
+    configs = runs_beside_the_lessons()
+    for cfg in configs:
+        sweep.save_run(cfg, {"status": "completed", "records": [{"iter": 1}]}, kept)
+    missing = sweep.run_file(configs[-1], kept)
+    held = missing.read_text()
+    missing.unlink()
+    with pytest.raises(release.MissingRunsError, match=f"1 of the {len(configs)} small runs.*make course"):
+        release.build_release(tmp_path / "out", root=tmp_path / "course", with_runs=True, runs_dir=kept)
+    assert not (tmp_path / "out").exists()
+    missing.write_text(held)
+    written = release.build_release(tmp_path / "out", root=tmp_path / "course", with_runs=True, runs_dir=kept)
+    shipped = tmp_path / "out" / "outputs" / "runs"
+    assert len([p for p in written if p.parent == shipped]) == len(configs)
+    assert all(sweep.load_run(cfg, shipped) is not None for cfg in configs)

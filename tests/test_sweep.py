@@ -75,7 +75,7 @@ def test_a_run_in_flight_elsewhere_is_waited_for_not_trained_twice(tmp_path, mon
 
     cfg = tiny_config.replace(stories=20, seed=1, max_iters=4, eval_interval=2)
     finished = sweep.train_many([cfg], jobs=1, progress=False, runs_dir=tmp_path / "elsewhere")[0]
-    run_file = sweep._run_file(cfg, tmp_path)
+    run_file = sweep.run_file(cfg, tmp_path)
     (tmp_path / ".locks").mkdir()
     lock = FileLock(str(tmp_path / ".locks" / f"{run_file.stem}.lock"))
     lock.acquire()  # "another process" is training this run

@@ -4,6 +4,10 @@ It holds the lessons, the exercises (generated from `solutions/`, answers remove
 `slmlib` package and the set-up files, and never `solutions/`. Before it says "done" it reads back
 every text file it wrote and looks for the answers: a line of any solution region in an exercise,
 or a whole solution region anywhere. Anything found stops the build and the folder is removed.
+
+With with_runs=True it also carries the instructor's finished small runs (lessons 04 and 08: the
+remedies and the controlled experiment, JSON records in outputs/runs/): a student's lessons then
+load those runs instead of training them, and train only the ladder (README, "A teacher's guide").
 """
 from __future__ import annotations
 
@@ -126,11 +130,38 @@ def _wanted(root: Path) -> list[Path]:
     return files
 
 
-def build_release(dest: Path, root: Path | None = None, force: bool = False) -> list[Path]:
+class MissingRunsError(UsageError):
+    """with_runs asked for the instructor's small runs, and some are not in outputs/runs/ yet."""
+
+
+def shared_runs(runs_dir: Path | None = None) -> list[Path]:
+    """The kept record of every small run lessons 04 and 08 use, from runs_dir (outputs/runs/).
+
+    Only finished runs with the current settings, data and training code count (sweep.load_run
+    checks each); any other is missing, and the error says how to make it.
+    """
+    from ..sweep import run_file, load_run
+    from .course import runs_beside_the_lessons
+
+    runs_dir = Path(runs_dir) if runs_dir is not None else paths.outputs_dir() / "runs"
+    configs = runs_beside_the_lessons()
+    missing = [c for c in configs if load_run(c, runs_dir) is None]
+    if missing:
+        raise MissingRunsError(
+            f"{len(missing)} of the {len(configs)} small runs of lessons 04 and 08 are not finished in {runs_dir} "
+            f"(e.g. {missing[0].stories:,} stories, seed {missing[0].seed}); run `make course` (or lessons 04 and "
+            "08) first, or build the release without --with-runs")
+    return [run_file(c, runs_dir) for c in configs]
+
+
+def build_release(dest: Path, root: Path | None = None, force: bool = False, with_runs: bool = False,
+                  runs_dir: Path | None = None) -> list[Path]:
     """Write the student release into dest (new or empty; force=True replaces an earlier release).
 
     Refuses when exercises/ is out of date with solutions/ (it would ship old exercises) and when
-    any solution text is found in what it wrote; returns the files written.
+    any solution text is found in what it wrote; returns the files written. with_runs: also copy
+    the finished small runs of lessons 04 and 08 from runs_dir (default outputs/runs/) into the
+    release's outputs/runs/, so a student's lessons load them (refused when any is missing).
     """
     from ..exercises import build_exercises
 
@@ -150,8 +181,14 @@ def build_release(dest: Path, root: Path | None = None, force: bool = False) -> 
     if stale:
         raise UsageError(f"exercises/ is out of date with solutions/ ({', '.join(stale)}); "
                          "run `python -m slmlib exercises build` first")
+    runs = shared_runs(runs_dir) if with_runs else []  # before writing anything: a refusal leaves nothing
     written = []
     try:
+        for path in runs:
+            target = dest / "outputs" / "runs" / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+            written.append(target)
         for path in _wanted(root):
             target = dest / path.relative_to(root)
             target.parent.mkdir(parents=True, exist_ok=True)
