@@ -133,10 +133,12 @@ def run_steps(steps: list[tuple[str, list[str]]], platform: str) -> None:
 
 def next_steps(venv: str | None, platform: str) -> str:
     py = "python" if venv is None else venv_python(venv, platform)
-    return (f"Set up. Open the course:    {py} -m jupyter lab   (lessons: notebooks/, exercises: exercises/)\n"
-            f"Check the course quickly:   {py} -m slmlib course --smoke\n"
-            f"Run all the tests:          {py} -m pytest tests notebooks --nbval-lax "
-            f"--nbval-kernel-name {KERNEL_NAME} -p no:cacheprovider")
+    steps = (f"Set up. Open the course:    {py} -m jupyter lab   (lessons: notebooks/, exercises: exercises/)\n"
+             f"Check the course quickly:   {py} -m slmlib course --smoke")
+    if (ROOT / "tests").is_dir():  # the instructor's repository; a student release has no tests/
+        steps += (f"\nRun all the tests:          {py} -m pytest tests notebooks --nbval-lax "
+                  f"--nbval-kernel-name {KERNEL_NAME} -p no:cacheprovider")
+    return steps
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
