@@ -571,6 +571,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="short runs (a check that it works, not the numbers)")
     b.add_argument("--out", type=out_folder, default=Path("benchmarks/results"), help="folder for the results")
     b.set_defaults(func=cmd_bench)
+    # No abbreviations: `train --seed 3` would silently mean --seed-settings, which ignores the number's meaning.
+    for parser in (p, *sub.choices.values()):
+        parser.allow_abbrev = False
     return p
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .model import TinyGPT, pick_next_token
+from .model import TinyGPT, check_temperature, pick_next_token
 
 
 def _attend(attn, x: torch.Tensor, cache: list, causal: bool) -> torch.Tensor:
@@ -45,8 +45,7 @@ def generate_cached(model: TinyGPT, idx: torch.Tensor, max_new_tokens: int, temp
                     top_k: int | None = None, stop_token: int | None = None, seed: int | None = None,
                     generator: torch.Generator | None = None) -> torch.Tensor:
     """TinyGPT.generate with a key/value cache: the same arguments and the same tokens."""
-    if temperature < 0:
-        raise ValueError("temperature must be >= 0")
+    check_temperature(temperature)
     if generator is None and seed is not None:
         generator = torch.Generator(device=idx.device).manual_seed(seed)
     was_training = model.training

@@ -74,6 +74,8 @@ def test_generate_and_info_and_test(trained, capsys):
     (["generate", "--level", "large", "--prompt", "Hi"], "python -m slmlib train --level large"),
     (["generate", "--prompt", "Hi"], "exactly one of --level"),
     (["test", "--models", "/nonexistent"], "no trained models"),
+    # not an abbreviation of --seed-settings (a switch that takes no number): refused, named
+    (["train", "--level", "tiny", "--seed", "3"], "unrecognized arguments: --seed 3"),
 ])
 def test_bad_input_is_one_line_without_traceback(args, message, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SLM_MODELS_DIR", str(tmp_path))

@@ -86,3 +86,26 @@ def test_papermill_sees_each_parameters_type():
         assert types["smoke"] == "Optional[bool]" and types["seed"] == "int", (path.name, types)
         if "level" in params:
             assert types["level"] == "str" and types["max_iters"] == "Optional[int]", (path.name, types)
+
+
+def test_compact_png_is_a_smaller_figure_that_looks_the_same():
+    import io
+
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from PIL import Image
+
+    from slmlib.plots import compact_png
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=80)
+    for k in range(5):
+        ax.plot(np.linspace(0, 1, 200) ** (k + 1), label=f"curve {k}")
+    ax.legend()
+    full = io.BytesIO()
+    fig.savefig(full, format="png", bbox_inches="tight")
+    small = compact_png(fig)
+    plt.close(fig)
+    a, b = Image.open(io.BytesIO(full.getvalue())).convert("RGB"), Image.open(io.BytesIO(small))
+    assert b.mode == "P" and b.size == a.size and len(small) < 0.6 * len(full.getvalue())
+    diff = np.abs(np.asarray(a, dtype=int) - np.asarray(b.convert("RGB"), dtype=int))
+    assert diff.mean() < 2  # the same picture, to the eye

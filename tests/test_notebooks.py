@@ -50,6 +50,18 @@ def test_lesson_runs_in_smoke_mode(path, lesson_runs, request):
     nb = nbformat.read(executed / path.name, as_version=4)
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
+    # every figure is a 256-colour PNG (slmlib.plots.compact_png): executed lessons stay small
+    pngs = [o.data["image/png"] for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert all(_png_mode(png) == "P" for png in pngs), f"{path.name}: a figure bypassed compact_png"
+
+
+def _png_mode(encoded: str) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    return Image.open(io.BytesIO(base64.b64decode(encoded))).mode
 
 
 # The three tests below read runs made side by side in the session's pool (tests/conftest.py, papermill_runs).

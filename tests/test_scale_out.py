@@ -197,3 +197,5 @@ def test_the_kv_cache_gives_the_same_tokens_as_generate(temperature, top_k):
     stop = int(reference[0, 5])
     assert torch.equal(generate_cached(model, prompts[:1], 30, temperature, top_k, stop_token=stop, seed=1),
                        model.generate(prompts[:1], 30, temperature, top_k, stop_token=stop, seed=1))
+    with pytest.raises(UsageError, match="temperature=-1 is not allowed"):  # the same check as generate()
+        generate_cached(model, prompts, 3, temperature=-1)
