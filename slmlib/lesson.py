@@ -8,6 +8,8 @@ from .errors import CourseError, is_whole_number
 
 # Smoke mode: the same code path at toy scale, so tests run every notebook in seconds.
 SMOKE_SETTINGS = {"max_iters": 20, "eval_interval": 10, "eval_windows": 16}
+# ... and of the small runs' recipe (lesson 04's remedies, lesson 08's sweep): ten steps, evaluated twice.
+SMOKE_RECIPE_SETTINGS = {"max_iters": 10, "eval_interval": 5, "eval_windows": 8, "warmup_iters": 2}
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -77,7 +79,7 @@ class Lesson:
         if not self.smoke:
             return {}
         return {"stories": (20, 40, 80), "seeds": (1, 2), "held_out": 60, "jobs": 1,
-                "base": SWEEP_CONFIG.replace(max_iters=10, eval_interval=5, eval_windows=8, warmup_iters=2)}
+                "base": SWEEP_CONFIG.replace(**SMOKE_RECIPE_SETTINGS)}
 
     def level_model(self, level):
         """(model, info) of the level's saved model, None if it has none (in smoke mode: the tests' run)."""
@@ -88,8 +90,11 @@ class Lesson:
 
 def start_lesson(smoke: bool | None = None, device: str = "auto", seed: int = 1337) -> Lesson:
     """Check a lesson's parameters at its top, with the fix, and return what its cells need."""
+    from .allocator import keep_freed_blocks
+
     smoke = smoke_mode(smoke)
     check_parameters(smoke=smoke, device=device, seed=seed)
+    keep_freed_blocks()  # for the whole lesson: its evaluation and generation too, not only train()
     return Lesson(smoke, device, seed)
 
 
@@ -270,8 +275,7 @@ class LevelLesson:
         """Lesson 04's remedies run on the controlled experiment's recipe (a few steps in smoke mode)."""
         from .sweep import SWEEP_CONFIG
 
-        return SWEEP_CONFIG.replace(max_iters=20, eval_interval=5, eval_windows=16, warmup_iters=2) \
-            if self.smoke else SWEEP_CONFIG
+        return SWEEP_CONFIG.replace(**SMOKE_RECIPE_SETTINGS) if self.smoke else SWEEP_CONFIG
 
     def __str__(self) -> str:
         r = self.refs
@@ -286,9 +290,12 @@ def start_level_lesson(level, lesson_level: str | None = None, smoke: bool | Non
     """Check the lesson's parameters, load its level's settings and stories, print what they are."""
     from .data import load_data
 
+    from .allocator import keep_freed_blocks
+
     smoke = smoke_mode(smoke)
     check_parameters(smoke=smoke, device=device, level=level, max_iters=max_iters,
                      lesson_level=lesson_level, **({} if seed is None else {"seed": seed}))
+    keep_freed_blocks()
     cfg = level_config(level, smoke=smoke, max_iters=max_iters, seed=seed)
     lesson = LevelLesson(cfg, load_data(cfg), smoke, device)
     print(lesson)

@@ -43,6 +43,11 @@ class TrainingText:
         self.words = {w for ws in story_words for w in ws}
 
     def contains(self, phrase: Sequence[str]) -> bool:
+        """Does the phrase appear word for word in one training story?"""
+        # Each n words of a copied phrase are one of the training text's n-grams: set lookups rule out most
+        # long phrases before the search through the whole text (megabytes at the large level).
+        if any(tuple(phrase[i: i + self.n]) not in self.ngram_set for i in range(len(phrase) - self.n + 1)):
+            return False
         return f" {' '.join(phrase)} " in self.blob
 
 

@@ -18,6 +18,17 @@ def test_memorization_finds_the_longest_copied_span():
     assert memorization("her red ball tom had", training)["longest_copied_words"] == 3
 
 
+def test_the_ngram_shortcut_finds_what_a_search_of_the_whole_text_finds():
+    """contains() rules phrases out by their n-grams before searching; the answers are the search's own."""
+    training = TrainingText(TRAIN, n=4)
+    for text in ["Yes! there was a girl named Lily. She ran home.", "her red ball tom had a big dog the dog",
+                 TRAIN[0] + " " + TRAIN[1], "she loved her red ball. she loved her red ball.", "dog"]:
+        words = text.lower().replace(".", "").replace("!", "").replace(",", "").split()
+        for i in range(len(words)):
+            for j in range(i + 1, len(words) + 1):
+                assert training.contains(words[i:j]) == (f" {' '.join(words[i:j])} " in training.blob)
+
+
 def test_simple_metrics():
     assert perplexity(0.0) == 1.0 and math.isclose(perplexity(math.log(50)), 50)
     assert gap(1.0, 1.5) == 0.5

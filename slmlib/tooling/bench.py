@@ -39,7 +39,7 @@ FLOPS_FORMULA = ("6*(N_non_embedding + n_embd*vocab) + 6*n_layer*n_embd*block_si
 SETTINGS = {
     False: dict(warmup=5, timed=10, repeats=3, peak_sizes=(1024, 1536, 2048), peak_repeats=5,
                 gen_tokens=200, kv_tokens=124, profile_steps=20, ladder={}),
-    True: dict(warmup=1, timed=1, repeats=2, peak_sizes=(1024, 2048), peak_repeats=2,
+    True: dict(warmup=1, timed=1, repeats=1, peak_sizes=(1024, 2048), peak_repeats=2,
                gen_tokens=8, kv_tokens=8, profile_steps=2,
                ladder=dict(max_iters=3, eval_interval=3, eval_windows=4)),
 }
