@@ -50,3 +50,21 @@ def pytest_collection_modifyitems(config, items):
     which is all that test's papermill run checks; `pytest tests` alone (no nbval) still runs every lesson.
     """
     config.nbval_lessons = {item.path.name for item in items if type(item).__name__ == "IPyNbCell"}
+
+
+
+def pytest_collection_finish(session):
+    """`pytest notebooks --nbval-lax` alone: lesson 10 scores the levels' saved models. In `make test` the
+    lessons 03-07 of tests/test_notebooks.py (the lesson_runs fixture) have saved them by the time nbval gets
+    there; without tests/ in the session nothing would, so the five levels are trained here, at the lessons'
+    smoke settings (seconds), before the first test. (nbval's cells take no fixtures: hence a hook.)"""
+    items = session.items
+    lesson_10 = any(type(i).__name__ == "IPyNbCell" and i.path.name.startswith("10_") for i in items)
+    if not lesson_10 or any("lesson_runs" in getattr(i, "fixturenames", ()) for i in items):
+        return
+    from slmlib.config import LEVELS
+    from slmlib.lesson import level_config
+    from slmlib.train import train
+
+    for name in LEVELS:
+        train(level_config(name, smoke=True), progress=False)
