@@ -6,6 +6,7 @@ asked for, but a few modules (tests/test_paths.py's NOT_YET) still bind a folder
 kernels that papermill and nbval start inherit these variables.
 """
 import os
+import signal
 import tempfile
 from pathlib import Path
 
@@ -28,6 +29,12 @@ from slmlib.allocator import MMAP_THRESHOLD, TRIM_THRESHOLD, keep_freed_blocks  
 os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(MMAP_THRESHOLD))
 os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(TRIM_THRESHOLD))
 keep_freed_blocks()  # and this process, which started before they were set
+
+# Ctrl-C as in a terminal. A shell starts a background job (`make test &` in a script) with SIGINT ignored, and
+# every process it starts inherits that: the tests that press Ctrl-C (training, grading) then saw nothing happen.
+# A Python handler here is reset to the default in each child at exec, so the kernels and commands get Ctrl-C too.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_ignore_collect(collection_path, config):
