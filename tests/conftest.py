@@ -249,15 +249,18 @@ BACKGROUND = ("level_runs", "lesson_runs", "papermill_runs", "exercise_runs", "b
 
 
 def pytest_collection_modifyitems(config, items):
-    """The tests that read the pool's results run after the others of tests/ (and before nbval's lessons, which
-    come last and read the models the lessons saved), so this process works while the pool works."""
+    """The tests that read the pool's results run after the others of tests/, so this process works while the pool
+    works. nbval's lessons that read the models the pool's lessons save (10) come last; the ones that read none
+    (01, 02) come first, so that the session does not end with one core idle while they run alone."""
     reads = [i for i in items if i.path.parent.name == "tests" and set(getattr(i, "fixturenames", ())) & set(BACKGROUND)]
     if not reads:
         return
-    moved = set(reads)
+    notebooks = [i for i in items if i.path.suffix == ".ipynb"]
+    early = [i for i in notebooks if i.path.name[:2] < "03"]  # lessons 00-02 train and load no level
+    moved = set(reads) | set(notebooks)
     rest = [i for i in items if i not in moved]
-    first_notebook = next((n for n, i in enumerate(rest) if i.path.suffix == ".ipynb"), len(rest))
-    items[:] = rest[:first_notebook] + reads + rest[first_notebook:]
+    # after the first test, whose set-up starts the pool (_start_background_work_early: nbval's cells take no fixtures)
+    items[:] = rest[:1] + early + rest[1:] + reads + [i for i in notebooks if i not in set(early)]
 
 
 @pytest.fixture(scope="session", autouse=True)
