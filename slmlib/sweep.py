@@ -141,9 +141,14 @@ def train_many(configs: Sequence[LevelConfig], jobs: int = 2, progress: bool = T
     if progress:
         from .progress import progress_bar
 
+        from .lesson import shown_path
+
         reused = len(configs) - len(todo)
+        if reused:  # say where they come from: this machine earlier, or a folder an instructor shipped with them
+            print(f"{desc}: {reused} of {len(configs)} runs are already kept in {shown_path(runs_dir)}/ with the same "
+                  "settings, data and training code, so they are loaded, not trained again", flush=True)
         bar = progress_bar(total=len(configs), initial=reused, unit="run",
-                   desc=f"{desc} ({reused} reused)" if reused else desc)
+                           desc=f"{desc} ({reused} reused)" if reused else desc)
 
     def finished(i: int, run: dict) -> None:
         results[i] = run
