@@ -19,6 +19,7 @@ import psutil
 import pytest
 
 from slmlib import exercises as ex
+from slmlib.tooling import grade_report as reports
 from slmlib.tooling import grading as gr
 from slmlib.__main__ import main
 
@@ -261,7 +262,7 @@ def test_a_row_is_reused_only_when_nothing_it_depends_on_changed(tmp_path, capsy
     rows[0]["grader_failure"] = "1"
     rows[0]["row_check"] = gr._row_check(rows[0])
     with out.open("w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=gr.GRADE_COLUMNS, lineterminator="\n")
+        w = csv.DictWriter(f, fieldnames=reports.GRADE_COLUMNS, lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
     assert "grading again 1 notebook(s) not graded last time (the grader's failure)" in grade()
@@ -269,7 +270,7 @@ def test_a_row_is_reused_only_when_nothing_it_depends_on_changed(tmp_path, capsy
     rows[0]["grader_failure"] = ""
     rows[0]["row_check"] = gr._row_check(rows[0])
     with out.open("w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=gr.GRADE_COLUMNS, lineterminator="\n")
+        w = csv.DictWriter(f, fieldnames=reports.GRADE_COLUMNS, lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
     assert "grading again 1 notebook(s) graded by another version of the course" in grade()
@@ -381,16 +382,16 @@ def test_the_report_has_a_row_per_student_a_column_per_task_feedback_pages_and_o
                   notebook="alice/ex02_causal_mask.ipynb", error="timed out: cell 7 still running after 8 s"),
              _row("<script>alert(1)</script>", "ex01_tokens", [["passed", ""]] * 3, seconds=12.5)]
     out = tmp_path / "grades.csv"
-    gr._write_results(out, rows, gr.Run(600), ["a note"], refs, {"jobs": 1, "cores": 2, "started": time.monotonic()})
+    reports.write_results(out, rows, gr.Run(600), ["a note"], refs, {"jobs": 1, "cores": 2, "started": time.monotonic()})
 
     with open(tmp_path / "grades_by_student.csv", newline="", encoding="utf-8") as f:
         students = {r["student"]: r for r in csv.DictReader(f)}
     assert len(students) == 32, "one row per student"
-    columns = [gr.task_column(name, k) for name, ref in sorted(refs.items()) for k in range(len(ref.checks))]
+    columns = [reports.task_column(name, k) for name, ref in sorted(refs.items()) for k in range(len(ref.checks))]
     assert list(students["alice"])[5:] == columns, "a column per exercise x task, every exercise"
     assert [students["alice"][c] for c in columns[:6]] == ["passed", "failed", "passed", "passed", "not run",
                                                            "not run"]
-    assert students["alice"][gr.task_column("ex03_first_model", 0)] == "", "blank: not handed in"
+    assert students["alice"][reports.task_column("ex03_first_model", 0)] == "", "blank: not handed in"
 
     report = (tmp_path / "grades.md").read_text(encoding="utf-8")
     problems = report.split("## Problems")[1]
@@ -405,7 +406,7 @@ def test_the_report_has_a_row_per_student_a_column_per_task_feedback_pages_and_o
 
     page = (tmp_path / "grades.html").read_text(encoding="utf-8")
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page, "every text escaped"
-    assert page.startswith(gr.HTML_FIRST) and "<style>" in page and "<th colspan=\"3\">ex01_tokens</th>" in page
+    assert page.startswith(reports.HTML_FIRST) and "<style>" in page and "<th colspan=\"3\">ex01_tokens</th>" in page
     assert f'title="{html.escape(hint)}"' in page, "a failed mark carries the check's hint"
     assert 'href="feedback/alice.md"' in page and "median 5.0 s" in page
 
@@ -417,7 +418,7 @@ def test_the_report_has_a_row_per_student_a_column_per_task_feedback_pages_and_o
     assert "About the notebook: timed out" in alice and "## Not handed in" in alice and "ex03_first_model" in alice
     assert "s00" not in alice, "a student's page holds only their own work"
 
-    gr._write_results(out, rows[30:], gr.Run(600), [], refs)
+    reports.write_results(out, rows[30:], gr.Run(600), [], refs)
     assert sorted(p.name for p in (tmp_path / "feedback").iterdir()) == ["alice.md", "script_alert_1_script.md"], \
         "pages of students no longer handed in are removed"
 
