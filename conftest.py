@@ -59,7 +59,6 @@ def pytest_collection_modifyitems(config, items):
     config.nbval_lessons = {item.path.name for item in items if type(item).__name__ == "IPyNbCell"}
 
 
-
 def pytest_collection_finish(session):
     """`pytest notebooks --nbval-lax` alone: lesson 10 scores the levels' saved models. In `make test` the
     lessons 03-07 of tests/test_notebooks.py (the lesson_runs fixture) have saved them by the time nbval gets

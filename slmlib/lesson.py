@@ -288,9 +288,8 @@ class LevelLesson:
 def start_level_lesson(level, lesson_level: str | None = None, smoke: bool | None = None, device: str = "auto",
                        seed: int | None = None, max_iters: int | None = None) -> LevelLesson:
     """Check the lesson's parameters, load its level's settings and stories, print what they are."""
-    from .data import load_data
-
     from .allocator import keep_freed_blocks
+    from .data import load_data
 
     smoke = smoke_mode(smoke)
     check_parameters(smoke=smoke, device=device, level=level, max_iters=max_iters,

@@ -139,9 +139,8 @@ def train_many(configs: Sequence[LevelConfig], jobs: int = 2, progress: bool = T
     todo = [i for i, r in enumerate(results) if r is None]
     bar = None
     if progress:
-        from .progress import progress_bar
-
         from .lesson import shown_path
+        from .progress import progress_bar
 
         reused = len(configs) - len(todo)
         if reused:  # say where they come from: this machine earlier, or a folder an instructor shipped with them

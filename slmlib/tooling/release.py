@@ -140,7 +140,7 @@ def shared_runs(runs_dir: Path | None = None) -> list[Path]:
     Only finished runs with the current settings, data and training code count (sweep.load_run
     checks each); any other is missing, and the error says how to make it.
     """
-    from ..sweep import run_file, load_run
+    from ..sweep import load_run, run_file
     from .course import runs_beside_the_lessons
 
     runs_dir = Path(runs_dir) if runs_dir is not None else paths.outputs_dir() / "runs"
