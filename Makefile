@@ -17,7 +17,7 @@ CPU_TORCH_FLAG := $(if $(filter 1 yes true,$(CPU_TORCH)),--cpu-torch)
 
 help:
 	@echo "make course        run all lessons end to end (outputs/executed/, models/, outputs/)"
-	@echo "make test          run all tests (5 min 19 s on a fresh clone, 2 quiet cores: 500 passed)"
+	@echo "make test          run all tests (5 min 19-25 s on a fresh clone, 2 quiet cores: 500 passed)"
 	@echo "make test-fast     the tests that train no real run and run no notebook (under 2 minutes)"
 	@echo "make lab           open the course in JupyterLab (lessons in notebooks/, exercises in exercises/)"
 	@echo "make bench         speed benchmarks (benchmarks/results/)"
