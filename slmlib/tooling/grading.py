@@ -48,8 +48,8 @@ from ..errors import CourseError, UsageError
 from ..exercises import ANSI, EXERCISES_DIR, SOLUTIONS_DIR, is_check_cell
 from ..paths import ROOT
 from ..workers import end_with_parent
-from .grade_report import (GRADE_COLUMNS, HTML_FIRST, STUDENTS_FIRST, is_ours, not_run, write_results, escape,
-                           report_paths)
+from .grade_report import (GRADE_COLUMNS, HTML_FIRST, STUDENTS_FIRST, escape, is_ours, not_run, report_paths,
+                           write_results)
 
 # "checks" (added in issue 25): each check's outcome and the hint it printed, as JSON; row_check stays last.
 # Address space per grading kernel. Measured: the solutions' kernels peak at 1.35-1.6 GB (VmPeak) in
